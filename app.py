@@ -1,0 +1,178 @@
+"""The Postbox application factory: configuration, extensions, blueprints, headers and commands."""
+import logging
+import os
+
+import click
+from dotenv import find_dotenv, load_dotenv
+from flask import Flask, g, jsonify, make_response, render_template, request
+from flask_babel import Babel, get_locale
+from flask_babel import gettext as _
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import config
+import mailer
+import storage
+from config import LANGUAGES
+
+babel = Babel()
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+
+
+def create_app(test_config=None):
+    """Create and configure a Postbox application; test_config replaces the environment."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if test_config is None:
+        load_dotenv(find_dotenv(usecwd=True))
+    try:
+        config.load(app, test_config)
+    except config.ConfigError as error:
+        raise SystemExit(f"postbox: configuration error: {error}") from None
+    app.config.update(
+        RATELIMIT_STORAGE_URI=app.config["RATELIMIT_STORAGE_URI"],
+        RATELIMIT_ENABLED=bool(app.config["RATE_LIMIT"]),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=int(app.config["SESSION_HOURS"] * 3600),
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False
+    if app.config["PROXY_HOPS"]:
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
+    _configure_logging(app)
+    storage.init_app(app)
+    babel.init_app(app, locale_selector=select_language, default_translation_directories="translations")
+    app.jinja_env.globals["get_locale"] = get_locale
+    limiter.init_app(app)
+
+    import contact
+    app.register_blueprint(contact.bp)
+    limiter.limit(
+        lambda: app.config["RATE_LIMIT"] or "1000000 per second",
+        key_func=lambda: f"{get_remote_address()}:{request.view_args.get('form_key', '')}",
+        methods=["POST"],
+        exempt_when=lambda: not app.config["RATE_LIMIT"],
+    )(contact.submit)
+
+    _register_admin(app)
+    app.after_request(security_headers)
+    app.register_error_handler(HTTPException, http_error)
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(deliver_command)
+    return app
+
+
+def _register_admin(app):
+    try:
+        import admin
+    except ImportError:
+        return
+    admin.init_app(app, limiter)
+
+
+def _configure_logging(app):
+    if not logging.getLogger("postbox").handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("postbox").addHandler(handler)
+        logging.getLogger("postbox").setLevel(logging.INFO)
+    app.logger.setLevel(logging.INFO)
+
+
+def select_language():
+    """Pick the page's language: the view's choice, else ?lang=, else the browser's."""
+    language = g.get("language")
+    if language in LANGUAGES:
+        return language
+    if request and request.args.get("lang") in LANGUAGES:
+        return request.args["lang"]
+    return request.accept_languages.best_match(LANGUAGES) if request else "en"
+
+
+def security_headers(response):
+    """Set a strict CSP and the usual hardening headers on every response."""
+    embed_form = g.get("embed_form")
+    ancestors = " ".join(embed_form.allowed_origins) if embed_form and embed_form.allowed_origins else "'none'"
+    form_targets = " ".join(g.get("form_action_origins", ()))
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
+        f"form-action 'self' {form_targets}; frame-ancestors {ancestors}; base-uri 'none'".replace("  ", " "),
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if ancestors == "'none'":
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def http_error(error):
+    """Answer an HTTP error in the client's language and format: JSON for API clients, else a page."""
+    from contact import wants_json
+    message = _error_message(error)
+    if wants_json():
+        code = error.name.upper().replace(" ", "_")
+        response = jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}])
+    else:
+        response = make_response(render_template("error.html", status=error.code, message=message))
+    response.status_code = error.code
+    if getattr(error, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def _error_message(error):
+    if error.code == 413:
+        return _("The form is too large. Please shorten the message.")
+    if error.code == 429:
+        return _("Too many messages from your address. Please wait a little and try again.")
+    if error.code in (400, 404) and error.description and not error.description.startswith(
+            ("The requested URL", "The browser (or proxy)")):
+        return error.description
+    return f"{error.code} {error.name}"
+
+
+@click.command("init-db")
+def init_db_command():
+    """Create or migrate the database, and say where the form is and where its mail goes.
+
+    Example: flask --app app init-db
+    """
+    from flask import current_app
+    port = os.environ.get("PORT", "8000")
+    click.echo(f"Postbox database ready: {current_app.config['DATABASE']}")
+    click.echo(f"The form: http://127.0.0.1:{port}/contactus")
+    for form in current_app.config["FORM_DEFINITIONS"].values():
+        click.echo(f"  form {form.key!r}: mail to {', '.join(form.owners)}")
+    click.echo(f"Mail is delivered through {mailer.transport_for(current_app.config).describe()}")
+
+
+@click.command("deliver")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def deliver_command(once):
+    """Run a delivery worker in this process (alongside or instead of the web processes' threads).
+
+    Example: flask --app app deliver
+    """
+    from flask import current_app
+    app = current_app._get_current_object()
+    if once:
+        db = storage.open_db(app.config["DATABASE"])
+        owner = f"cli:{os.getpid()}"
+        total = 0
+        while (count := mailer.deliver_due(app, db, owner)):
+            total += count
+        click.echo(f"Claimed {total} message(s).")
+        return
+    worker = mailer.start_worker(app)
+    click.echo(f"Delivering through {mailer.transport_for(app.config).describe()}; Ctrl+C stops.")
+    try:
+        worker.thread.join()
+    except KeyboardInterrupt:
+        worker.stop()

@@ -1,0 +1,275 @@
+"""Read and check Postbox's settings: POSTBOX_* environment variables and the forms file."""
+import os
+import re
+import secrets
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+LANGUAGES = ("en", "ru", "it", "hy", "hi")
+OPTIONAL_FIELDS = ("phone", "subject")
+SMTP_SECURITY = ("starttls", "ssl", "none")
+
+DEFAULTS = {
+    "DATABASE": None,  # instance/postbox.sqlite3
+    "SECRET_KEY": None,  # generated once into instance/secret_key
+    "OWNER_EMAIL": "",
+    "MAIL_FROM": "",
+    "SMTP_HOST": "",  # empty: messages are written as .eml files under MAIL_DIR
+    "SMTP_PORT": None,  # 587 for starttls, 465 for ssl, 25 for none
+    "SMTP_USERNAME": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_SECURITY": "starttls",
+    "SMTP_TIMEOUT": 15,
+    "MAIL_DIR": None,  # instance/mail
+    "RETRY_FIRST_SECONDS": 10,
+    "RETRY_MAX_SECONDS": 3600,
+    "GIVE_UP_SECONDS": 3 * 24 * 3600,
+    "LEASE_SECONDS": 300,
+    "POLL_SECONDS": 1,
+    "BATCH_SIZE": 50,
+    "DELIVERY_THREAD": True,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "MAX_FORM_PARTS": 120,
+    "ALLOWED_ORIGINS": "",
+    "FORMS": "",
+    "LANGUAGE": "",  # empty: the visitor's Accept-Language
+    "FORM_TITLE": "Contact us",
+    "REDIRECT": "",
+    "TIMEZONE": "UTC",
+    "RATE_LIMIT": "10 per minute;100 per day",
+    "LOGIN_RATE_LIMIT": "5 per minute;30 per hour",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "PROXY_HOPS": 0,
+    "TRUSTED_HOSTS": "",
+    "RETENTION_DAYS": 0,
+    "CHECK_DELIVERABILITY": False,
+    "SPAM_MIN_SECONDS": 3,
+    "SPAM_MAX_TOKEN_AGE": 24 * 3600,
+    "SPAM_MAX_LINKS": 3,
+    "SPAM_DUPLICATE_MINUTES": 10,
+    "SESSION_HOURS": 8,
+}
+
+
+class ConfigError(ValueError):
+    """A setting has a value Postbox cannot run with."""
+
+    def __init__(self, name, problem):
+        super().__init__(f"POSTBOX_{name}: {problem}")
+
+
+@dataclass(frozen=True)
+class FormSettings:
+    """One contact form: who gets its messages and which sites may embed it."""
+
+    key: str
+    title: str
+    owners: tuple
+    allowed_origins: tuple = ()
+    language: str = ""
+    redirect: str = ""
+    fields: tuple = OPTIONAL_FIELDS
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+def load(app, test_config=None):
+    """Fill app.config from defaults, the environment (or test_config) and the forms file."""
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_prefixed_env("POSTBOX")
+    else:
+        app.config.from_mapping(test_config)
+    config = app.config
+    config["DATABASE"] = str(config["DATABASE"] or os.path.join(app.instance_path, "postbox.sqlite3"))
+    config["MAIL_DIR"] = str(config["MAIL_DIR"] or os.path.join(app.instance_path, "mail"))
+    config["SECRET_KEY"] = _secret_key(config["SECRET_KEY"], app.instance_path)
+    _check_numbers(config)
+    _check_mail(config)
+    _check_misc(config)
+    config["FORM_DEFINITIONS"] = _load_forms(config)
+
+
+def _secret_key(value, instance_path):
+    if value:
+        return str(value)
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path, encoding="ascii") as file:
+            return file.read().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        # O_EXCL: two workers starting at once must end up with one key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            with open(path, encoding="ascii") as file:
+                return file.read().strip()
+        with os.fdopen(fd, "w") as file:
+            file.write(key)
+        return key
+
+
+def _number(config, name, kind=int, minimum=0, maximum=None):
+    value = config[name]
+    try:
+        if isinstance(value, bool) or value in (None, ""):
+            raise ValueError
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, f"must be a number, got {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        limits = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(name, f"must be {limits}, got {value!r}")
+    config[name] = number
+
+
+def _flag(config, name):
+    value = config[name]
+    if isinstance(value, str):
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(name, f"must be true or false, got {value!r}")
+        value = value.lower() in ("1", "true", "yes", "on")
+    config[name] = bool(value)
+
+
+def _check_numbers(config):
+    for name in ("MAX_CONTENT_LENGTH", "MAX_FORM_PARTS", "BATCH_SIZE"):
+        _number(config, name, minimum=1)
+    for name in ("PROXY_HOPS", "RETENTION_DAYS", "SPAM_MAX_LINKS", "SPAM_DUPLICATE_MINUTES"):
+        _number(config, name)
+    for name in ("SMTP_TIMEOUT", "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "GIVE_UP_SECONDS",
+                 "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS"):
+        _number(config, name, kind=float)
+    if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
+        raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")
+    for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY"):
+        _flag(config, name)
+
+
+def email_list(config_name, value):
+    """Split a comma-separated list of addresses, checking each."""
+    if isinstance(value, (list, tuple)):
+        items = [str(item) for item in value]
+    else:
+        items = str(value or "").split(",")
+    addresses = []
+    for item in (item.strip() for item in items):
+        if not item:
+            continue
+        try:
+            addresses.append(validate_email(item, check_deliverability=False).normalized)
+        except EmailNotValidError as error:
+            raise ConfigError(config_name, f"{item!r} is not an email address ({error})") from None
+    return tuple(addresses)
+
+
+def _check_mail(config):
+    config["OWNER_EMAIL"] = email_list("OWNER_EMAIL", config["OWNER_EMAIL"])
+    mail_from = email_list("MAIL_FROM", config["MAIL_FROM"])
+    if len(mail_from) > 1:
+        raise ConfigError("MAIL_FROM", "must be one address")
+    if not mail_from:
+        # The site's own address: an owner's address is the best guess that passes SPF.
+        mail_from = config["OWNER_EMAIL"][:1] or ("postbox@localhost",)
+    config["MAIL_FROM"] = mail_from[0]
+    security = str(config["SMTP_SECURITY"]).lower()
+    if security not in SMTP_SECURITY:
+        raise ConfigError("SMTP_SECURITY", f"must be one of {', '.join(SMTP_SECURITY)}, got {security!r}")
+    config["SMTP_SECURITY"] = security
+    if config["SMTP_PORT"] in (None, ""):
+        config["SMTP_PORT"] = {"starttls": 587, "ssl": 465, "none": 25}[security]
+    _number(config, "SMTP_PORT", minimum=1, maximum=65535)
+    for name in ("SMTP_HOST", "SMTP_USERNAME", "SMTP_PASSWORD"):
+        # from_prefixed_env turns a numeric password into an int.
+        config[name] = "" if config[name] is None else str(config[name])
+    if config["SMTP_PASSWORD"] and not config["SMTP_USERNAME"]:
+        raise ConfigError("SMTP_USERNAME", "is required when POSTBOX_SMTP_PASSWORD is set")
+    if config["SMTP_HOST"] and not config["OWNER_EMAIL"]:
+        raise ConfigError("OWNER_EMAIL", "is required when POSTBOX_SMTP_HOST is set: who gets the messages?")
+    if not config["OWNER_EMAIL"]:
+        # No SMTP and no owner: a first run; the .eml files under MAIL_DIR show what would be sent.
+        config["OWNER_EMAIL"] = ("owner@localhost",)
+
+
+def _check_misc(config):
+    try:
+        zoneinfo.ZoneInfo(str(config["TIMEZONE"]))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("TIMEZONE", f"{config['TIMEZONE']!r} is not an IANA time zone such as Europe/Rome") from None
+    rate = str(config["RATE_LIMIT"]).strip()
+    config["RATE_LIMIT"] = "" if rate.lower() in ("off", "none", "") else rate
+    hosts = config["TRUSTED_HOSTS"]
+    if isinstance(hosts, str):
+        hosts = [host.strip() for host in hosts.split(",") if host.strip()]
+    config["TRUSTED_HOSTS"] = list(hosts) or None
+    language = str(config["LANGUAGE"] or "")
+    if language and language not in LANGUAGES:
+        raise ConfigError("LANGUAGE", f"must be one of {', '.join(LANGUAGES)}, got {language!r}")
+
+
+def origin_list(config_name, value):
+    """Parse allowed origins ('https://example.com') into normalised scheme://host[:port] strings."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    origins = []
+    for item in (str(item).strip() for item in items):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ConfigError(config_name, f"{item!r} is not an origin such as https://example.com")
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(origins)
+
+
+def _load_forms(config):
+    default = FormSettings(
+        key="contactus",
+        title=str(config["FORM_TITLE"]),
+        owners=config["OWNER_EMAIL"],
+        allowed_origins=origin_list("ALLOWED_ORIGINS", config["ALLOWED_ORIGINS"]),
+        language=str(config["LANGUAGE"] or ""),
+        redirect=str(config["REDIRECT"] or ""),
+    )
+    forms = {"contactus": default}
+    if config["FORMS"]:
+        forms.update(_read_forms_file(str(config["FORMS"]), default))
+    return forms
+
+
+def _read_forms_file(path, default):
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError("FORMS", f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("FORMS", f"{path} is not valid TOML: {error}") from None
+    forms = {}
+    for key, table in document.get("forms", {}).items():
+        where = f"FORMS ({path}, form {key!r})"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
+            raise ConfigError("FORMS", f"form key {key!r} may use only letters, digits, '-' and '_'")
+        fields = tuple(table.get("fields", OPTIONAL_FIELDS))
+        unknown = set(fields) - set(OPTIONAL_FIELDS)
+        if unknown:
+            raise ConfigError(where, f"unknown optional fields {sorted(unknown)}; choose from {OPTIONAL_FIELDS}")
+        language = table.get("language", "")
+        if language and language not in LANGUAGES:
+            raise ConfigError(where, f"language must be one of {', '.join(LANGUAGES)}")
+        owners = email_list(where, table.get("owners", default.owners))
+        if not owners:
+            raise ConfigError(where, "needs at least one owner address")
+        forms[key] = FormSettings(
+            key=key,
+            title=str(table.get("title", default.title)),
+            owners=owners,
+            allowed_origins=origin_list(where, table.get("allowed_origins", ())),
+            language=language,
+            redirect=str(table.get("redirect", "")),
+            fields=fields,
+        )
+    return forms

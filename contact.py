@@ -1,0 +1,209 @@
+"""The public side: the hosted form, the POST endpoints (/contactus and Formspree's /f/<key>), thanks."""
+from urllib.parse import urljoin, urlsplit
+
+from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for)
+from flask_babel import gettext as _
+
+import mailer
+import spam
+import storage
+from config import LANGUAGES
+from forms import BadRequestBody, ContactForm, read_body, validate_submission
+
+bp = Blueprint("contact", __name__)
+
+
+# --- Which form, which language, which origin ---------------------------------------------------
+
+def form_settings(form_key):
+    form = current_app.config["FORM_DEFINITIONS"].get(form_key)
+    if form is None:
+        abort(404, _("There is no form called %(key)s here.", key=form_key))
+    return form
+
+
+def choose_language(form, special=None):
+    """The form's own language, else ?lang= or _language, else the browser's preference."""
+    for candidate in (request.args.get("lang"), (special or {}).get("_language"), form.language):
+        if candidate in LANGUAGES:
+            return candidate
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def origin_of(url):
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def own_origin():
+    return origin_of(request.host_url)
+
+
+def request_origin():
+    """The page's origin: the Origin header, else the Referer's; None for a server-side client."""
+    origin = request.headers.get("Origin")
+    if origin:
+        return origin.lower() if origin != "null" else "null"
+    return origin_of(request.referrer) if request.referrer else None
+
+
+def is_allowed_origin(form, origin):
+    return origin == own_origin() or origin in form.allowed_origins
+
+
+def wants_json():
+    return request.is_json or request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
+
+
+def with_cors(response, form):
+    origin = request.headers.get("Origin", "").lower()
+    if origin and origin in form.allowed_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+    response.vary.add("Origin")
+    return response
+
+
+# --- Pages ---------------------------------------------------------------------------------
+
+@bp.get("/")
+def index():
+    return redirect(url_for("contact.show_form", form_key="contactus"))
+
+
+@bp.get("/contactus", defaults={"form_key": "contactus"})
+@bp.get("/f/<form_key>")
+def show_form(form_key):
+    form = form_settings(form_key)
+    g.language = choose_language(form)
+    return render_form(form, ContactForm(formdata=None), errors=[], status=200)
+
+
+def render_form(form, contact_form, errors, status):
+    embed = request.args.get("embed") == "1"
+    g.embed_form = form if embed else None
+    page = render_template(
+        "form.html", form=form, contact_form=contact_form, errors=errors, embed=embed,
+        token=spam.form_token(form.key), action=url_for("contact.submit", form_key=form.key, embed=1 if embed else None,
+                                                        lang=request.args.get("lang")),
+    )
+    return page, status
+
+
+@bp.get("/contactus/thanks", defaults={"form_key": "contactus"})
+@bp.get("/f/<form_key>/thanks")
+def thanks(form_key):
+    form = form_settings(form_key)
+    g.language = choose_language(form)
+    g.embed_form = form if request.args.get("embed") == "1" else None
+    return render_template("thanks.html", form=form, embed=g.embed_form is not None)
+
+
+# --- Submitting ------------------------------------------------------------------------------
+
+@bp.route("/contactus", methods=["OPTIONS"], defaults={"form_key": "contactus"})
+@bp.route("/f/<form_key>", methods=["OPTIONS"])
+def preflight(form_key):
+    """Answer a CORS preflight, for allowed origins only."""
+    form = form_settings(form_key)
+    origin = request.headers.get("Origin", "").lower()
+    if origin not in form.allowed_origins:
+        return with_cors(jsonify(ok=False, error=_("This site may not send to this form.")), form), 403
+    response = current_app.response_class(status=204)
+    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept, Accept-Language, X-Requested-With"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return with_cors(response, form)
+
+
+@bp.post("/contactus", defaults={"form_key": "contactus"})
+@bp.post("/f/<form_key>")
+def submit(form_key):
+    form = form_settings(form_key)
+    g.language = choose_language(form)
+    origin = request_origin()
+    if origin is not None and not is_allowed_origin(form, origin):
+        return refuse(form, 403, _("This form does not accept messages from %(origin)s. Its owner can add that "
+                                   "site to the form's allowed origins.", origin=origin), "FORBIDDEN_ORIGIN")
+    try:
+        pairs = read_body(request)
+    except BadRequestBody as error:
+        return refuse(form, error.status, error.message, error.code)
+    if not pairs:
+        return refuse(form, 400, _("The form is empty."), "EMPTY")
+    submission, contact_form, errors = validate_submission(pairs)
+    g.language = choose_language(form, submission.special)
+    if errors:
+        return invalid(form, contact_form, errors)
+    submission_id = store(form, submission)
+    return accepted(form, submission, submission_id)
+
+
+def store(form, submission):
+    """Save the submission with its owner's email queued, then wake the delivery worker."""
+    db = storage.get_db()
+    reason = spam.spam_reason(db, form.key, submission)
+    record = dict(
+        submission.fields, form=form.key, extra=submission.extra,
+        reply_to=submission.special.get("_replyto") or "", mail_subject=submission.special.get("_subject") or "",
+        page=page_url(), ip=request.remote_addr or "", user_agent=request.user_agent.string[:300],
+        language=g.language, status="spam" if reason else "new", spam_reason=reason,
+    )
+    notification = None if reason else {
+        "kind": "owner", "message_id": mailer.new_message_id(), "recipients": form.owners,
+    }
+    submission_id = storage.save_submission(db, record, notification)
+    if reason:
+        current_app.logger.info("submission %s to form %s kept as spam: %s", submission_id, form.key, reason)
+    else:
+        mailer.wake_worker(current_app)
+    return submission_id
+
+
+def page_url():
+    """The page the form was on: the Referer, when it is a web address."""
+    referrer = request.referrer or ""
+    return referrer[:2000] if origin_of(referrer) else ""
+
+
+def next_url(form, submission):
+    """Where the browser goes after a success: _next or the form's redirect, if allowed; else our thanks page."""
+    for candidate in (submission.special.get("_next"), form.redirect):
+        target = safe_redirect(form, candidate)
+        if target:
+            return target
+    return url_for("contact.thanks", form_key=form.key, lang=g.language,
+                   embed=1 if request.args.get("embed") == "1" else None, _external=True)
+
+
+def safe_redirect(form, candidate):
+    """Resolve a redirect target against the referring page; only allowed origins pass: no open redirect."""
+    candidate = (candidate or "").strip()
+    if not candidate or any(ch in candidate for ch in "\r\n\t\\") or len(candidate) > 2000:
+        return None
+    base = request.referrer if origin_of(request.referrer) else request.host_url
+    target = urljoin(base, candidate)
+    origin = origin_of(target)
+    return target if origin and is_allowed_origin(form, origin) else None
+
+
+def accepted(form, submission, submission_id):
+    target = next_url(form, submission)
+    if wants_json():
+        return with_cors(jsonify(ok=True, id=submission_id, next=target), form)
+    return redirect(target, code=303)
+
+
+def invalid(form, contact_form, errors):
+    if wants_json():
+        return with_cors(jsonify(ok=False, error=_("Please correct the highlighted fields."), errors=errors), form), 400
+    return render_form(form, contact_form, errors, status=400)
+
+
+def refuse(form, status, message, code):
+    """Answer a request that cannot be a submission at all, as JSON or as a page."""
+    if wants_json():
+        return with_cors(jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}]),
+                         form), status
+    return render_template("error.html", status=status, message=message), status

@@ -1,0 +1,232 @@
+"""What a valid submission is: reading the body, the contact form's fields, extra and special fields."""
+import json
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from werkzeug.datastructures import MultiDict
+from wtforms import EmailField, StringField, TelField, TextAreaField
+from wtforms.validators import StopValidation, ValidationError
+
+# Formspree's special fields, FormSubmit's _honey, and our own _language and _token (the time trap).
+SPECIAL_FIELDS = ("_replyto", "_subject", "_next", "_gotcha", "_honey", "_language", "_token")
+MAX_EXTRA_FIELDS = 50
+MAX_EXTRA_LENGTH = 5000
+MAX_FIELD_NAME_LENGTH = 100
+
+
+class BadRequestBody(Exception):
+    """The body cannot be read as a submission at all: wrong type, malformed, or too big."""
+
+    def __init__(self, status, message, code="INVALID_BODY"):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+class Problem(str):
+    """A validation message that also carries Formspree's error code."""
+
+    def __new__(cls, message, code):
+        problem = super().__new__(cls, message)
+        problem.code = code
+        return problem
+
+
+# --- Reading the body ------------------------------------------------------------------------
+
+def read_body(request):
+    """Return the body's fields as (name, text) pairs in the order sent, or raise BadRequestBody."""
+    mimetype = request.mimetype
+    if mimetype == "application/json":
+        pairs = _json_pairs(request.get_data(cache=True))
+    elif mimetype == "application/x-www-form-urlencoded":
+        pairs = _urlencoded_pairs(request.get_data(cache=True))
+    elif mimetype == "multipart/form-data":
+        pairs = _multipart_pairs(request)
+    elif not mimetype and not request.content_length:
+        pairs = []
+    else:
+        raise BadRequestBody(415, _("Send the form as application/x-www-form-urlencoded, "
+                                    "multipart/form-data or application/json."), "UNSUPPORTED_MEDIA_TYPE")
+    if len(pairs) > current_app.config["MAX_FORM_PARTS"]:
+        raise BadRequestBody(413, _("The form has too many fields."), "TOO_MANY_FIELDS")
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise BadRequestBody(400, _("The form contains a NUL character, which is not text."), "INVALID_TEXT")
+    return pairs
+
+
+def _json_pairs(raw):
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequestBody(400, _("The request body is not valid UTF-8.")) from None
+    except (ValueError, RecursionError):
+        raise BadRequestBody(400, _("The request body is not valid JSON.")) from None
+    if not isinstance(document, dict):
+        raise BadRequestBody(400, _("The JSON body must be an object of field names and values."))
+    pairs = []
+    for name, value in document.items():
+        if value is None:
+            value = ""
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = json.dumps(value)
+        elif not isinstance(value, str):
+            raise BadRequestBody(400, _("The field %(name)s must be text, not a list or an object.",
+                                        name=name[:MAX_FIELD_NAME_LENGTH]))
+        pairs.append((name, value))
+    return pairs
+
+
+def _urlencoded_pairs(raw):
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequestBody(400, _("The request body is not valid UTF-8.")) from None
+
+
+def _multipart_pairs(request):
+    if any(upload.filename for upload in request.files.values()):
+        raise BadRequestBody(400, _("This form does not accept file uploads."), "NO_FILE_UPLOADS")
+    pairs = list(request.form.items(multi=True))
+    # Werkzeug replaces undecodable bytes with U+FFFD: its presence means the client sent invalid UTF-8.
+    if any("\ufffd" in name or "\ufffd" in value for name, value in pairs):
+        raise BadRequestBody(400, _("The request body is not valid UTF-8."))
+    return pairs
+
+
+# --- The contact form -------------------------------------------------------------------------
+
+def required(form, field):
+    if not field.raw_data:
+        raise StopValidation(Problem(_("This field is required."), "REQUIRED_FIELD_MISSING"))
+    if not (field.data or "").strip():
+        raise StopValidation(Problem(_("Please fill in this field."), "REQUIRED_FIELD_EMPTY"))
+
+
+def max_length(limit):
+    def validator(form, field):
+        if len(field.data or "") > limit:
+            raise StopValidation(Problem(_("Please keep this under %(limit)d characters (now %(length)d).",
+                                           limit=limit, length=len(field.data)), "TOO_LONG"))
+    return validator
+
+
+def no_control_characters(form, field):
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", field.data or ""):
+        raise ValidationError(Problem(_("This field contains control characters."), "TYPE_TEXT"))
+
+
+def email_address(form, field):
+    if field.data:
+        field.data = checked_email(field.data)
+
+
+def checked_email(value):
+    """Return the normalised address, or raise ValidationError with a message the visitor can act on."""
+    try:
+        result = validate_email(value.strip(), check_deliverability=current_app.config["CHECK_DELIVERABILITY"],
+                                allow_smtputf8=False)
+    except EmailNotValidError as error:
+        raise ValidationError(Problem(_("Please enter a valid email address (%(reason)s).", reason=str(error)),
+                                      "TYPE_EMAIL")) from None
+    return result.ascii_email or result.normalized
+
+
+def phone_number(form, field):
+    # Lenient on purpose: "+7 (999) 123-45-67, after 6 pm" is a lead, not an error.
+    if field.data and len(re.findall(r"\d", field.data)) < 5:
+        raise ValidationError(Problem(_("Please enter a phone number we can call."), "TYPE_PHONE"))
+
+
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class ContactForm(FlaskForm):
+    """The feedback form of the source article; CSRF is off because a public form has no session to forge."""
+
+    class Meta:
+        csrf = False
+
+    name = StringField(_l("Your name"), [required, max_length(100), no_control_characters], filters=[strip])
+    email = EmailField(_l("Your email"), [required, max_length(254), email_address], filters=[strip])
+    phone = TelField(_l("Phone"), [max_length(50), no_control_characters, phone_number], filters=[strip])
+    subject = StringField(_l("Subject"), [max_length(200), no_control_characters], filters=[strip])
+    message = TextAreaField(_l("Message"), [required, max_length(5000)])
+
+
+FIELD_NAMES = ("name", "email", "phone", "subject", "message")
+
+
+@dataclass
+class Submission:
+    """A validated submission: the form's fields, the extra ones, and the special (_) ones."""
+
+    fields: dict
+    extra: dict = field(default_factory=dict)
+    special: dict = field(default_factory=dict)
+
+
+def validate_submission(pairs, form_settings=None):
+    """Validate body pairs; return (Submission, bound ContactForm, errors as [{field, code, message}])."""
+    formdata = MultiDict([(name, value) for name, value in pairs if name in FIELD_NAMES])
+    form = ContactForm(formdata=formdata)
+    form.validate()
+    errors = [
+        {"field": name, "code": getattr(message, "code", "INVALID"), "message": str(message)}
+        for name, messages in form.errors.items() for message in messages
+    ]
+    special = _special_fields(pairs, errors)
+    extra = _extra_fields(pairs, errors)
+    submission = Submission(fields={name: form[name].data or "" for name in FIELD_NAMES}, extra=extra,
+                            special=special)
+    return submission, form, errors
+
+
+def _special_fields(pairs, errors):
+    special = {}
+    for name, value in pairs:
+        if name in SPECIAL_FIELDS and name not in special:
+            special[name] = value
+    if special.get("_replyto", "").strip():
+        try:
+            special["_replyto"] = checked_email(special["_replyto"])
+        except ValidationError as error:
+            problem = error.args[0]
+            errors.append({"field": "_replyto", "code": problem.code, "message": str(problem)})
+    special["_subject"] = special.get("_subject", "")[:200]
+    return special
+
+
+def _extra_fields(pairs, errors):
+    extra = {}
+    for name, value in pairs:
+        if name.startswith("_") or name in FIELD_NAMES:
+            continue
+        label = name.strip()[:MAX_FIELD_NAME_LENGTH]
+        if not label:
+            continue
+        if label in extra:
+            # Checkboxes send one name several times: keep every value.
+            extra[label] = f"{extra[label]}, {value}"
+        else:
+            extra[label] = value
+    if len(extra) > MAX_EXTRA_FIELDS:
+        errors.append({"field": None, "code": "TOO_MANY_FIELDS",
+                       "message": _("The form has more than %(limit)d extra fields.", limit=MAX_EXTRA_FIELDS)})
+    for label, value in extra.items():
+        if len(value) > MAX_EXTRA_LENGTH:
+            errors.append({"field": label, "code": "TOO_LONG",
+                           "message": _("Please keep this under %(limit)d characters (now %(length)d).",
+                                        limit=MAX_EXTRA_LENGTH, length=len(value))})
+    return extra

@@ -1,0 +1,263 @@
+"""Every SQL statement Postbox runs: submissions, their outbox and its delivery log."""
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from flask import current_app, g
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+BUSY_TIMEOUT_SECONDS = 30
+STATUSES = ("new", "in_progress", "answered", "spam")
+CORE_FIELDS = ("name", "email", "phone", "subject", "message")
+
+migrations = Migrations("postbox")
+
+
+@migrations()
+def m001_submissions_and_outbox(db):
+    db["submissions"].create(
+        {
+            "id": int, "form": str, "received_at": str,
+            "name": str, "email": str, "phone": str, "subject": str, "message": str,
+            "extra": str, "reply_to": str, "mail_subject": str, "page": str, "ip": str, "user_agent": str, "language": str,
+            "status": str, "spam_reason": str, "note": str, "status_by": str, "status_at": str,
+        },
+        pk="id",
+        not_null={"form", "received_at", "status"},
+        defaults={"status": "new", "extra": "{}"},
+    )
+    db["submissions"].create_index(["received_at"])
+    db["submissions"].create_index(["status", "received_at"])
+    db["outbox"].create(
+        {
+            "id": int, "submission_id": int, "kind": str, "message_id": str, "recipients": str,
+            "state": str, "attempts": int, "created_at": float, "next_attempt_at": float,
+            "lease_until": float, "lease_owner": str, "last_error": str, "sent_at": float,
+        },
+        pk="id",
+        not_null={"submission_id", "kind", "message_id", "recipients", "state"},
+        defaults={"state": "pending", "attempts": 0, "lease_until": 0},
+        foreign_keys=[("submission_id", "submissions", "id")],
+    )
+    db["outbox"].create_index(["state", "next_attempt_at"])
+    db["outbox"].create_index(["submission_id"])
+    db["delivery_log"].create(
+        {"id": int, "outbox_id": int, "at": float, "outcome": str, "detail": str},
+        pk="id",
+        foreign_keys=[("outbox_id", "outbox", "id")],
+    )
+    db["delivery_log"].create_index(["outbox_id"])
+
+
+def open_db(path):
+    """Open the database file with the settings that make an acknowledged write durable."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before the visitor hears "thank you", even across power loss.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return Database(conn, execute_plugins=False)
+
+
+def get_db():
+    """Return this request's (or app context's) connection, opening it on first use."""
+    if "db" not in g:
+        g.db = open_db(current_app.config["DATABASE"])
+    return g.db
+
+
+def close_db(exception=None):
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
+
+
+def init_app(app):
+    """Migrate the database and close each request's connection when it ends."""
+    app.teardown_appcontext(close_db)
+    db = open_db(app.config["DATABASE"])
+    try:
+        migrate(db)
+    finally:
+        db.close()
+
+
+@contextmanager
+def write_transaction(db):
+    """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.rollback()
+        raise
+    else:
+        db.conn.commit()
+
+
+def migrate(db):
+    """Apply pending migrations; several processes starting at once apply each exactly once."""
+    with write_transaction(db):
+        migrations.apply(db)
+
+
+def utc_now_iso():
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+# --- Submissions -------------------------------------------------------------------------
+
+def save_submission(db, submission, notification=None):
+    """Store a submission and, unless it is spam, its owner's email in one transaction."""
+    row = {name: submission.get(name) or "" for name in CORE_FIELDS}
+    row.update(
+        form=submission["form"],
+        received_at=submission.get("received_at") or utc_now_iso(),
+        extra=json.dumps(submission.get("extra") or {}, ensure_ascii=False),
+        reply_to=submission.get("reply_to") or "",
+        mail_subject=submission.get("mail_subject") or "",
+        page=submission.get("page") or "",
+        ip=submission.get("ip") or "",
+        user_agent=submission.get("user_agent") or "",
+        language=submission.get("language") or "",
+        status=submission.get("status") or "new",
+        spam_reason=submission.get("spam_reason") or "",
+    )
+    columns = ", ".join(row)
+    placeholders = ", ".join("?" for _ in row)
+    with write_transaction(db):
+        cursor = db.conn.execute(f"INSERT INTO submissions ({columns}) VALUES ({placeholders})", list(row.values()))
+        submission_id = cursor.lastrowid
+        if notification is not None:
+            _queue(db, submission_id, notification)
+    return submission_id
+
+
+def _queue(db, submission_id, notification):
+    now = time.time()
+    db.conn.execute(
+        "INSERT INTO outbox (submission_id, kind, message_id, recipients, state, created_at, next_attempt_at)"
+        " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+        [submission_id, notification["kind"], notification["message_id"],
+         json.dumps(list(notification["recipients"])), now, now],
+    )
+
+
+def get_submission(db, submission_id):
+    row = db.conn.execute("SELECT * FROM submissions WHERE id = ?", [submission_id]).fetchone()
+    return decode_submission(row) if row else None
+
+
+def decode_submission(row):
+    """Turn a submissions row into a dict with its extra fields as an ordered dict."""
+    submission = dict(row)
+    submission["extra"] = json.loads(submission.get("extra") or "{}")
+    return submission
+
+
+def recent_duplicate(db, form, email, message, since_iso):
+    """Tell whether the same sender sent the same message to the same form since the given time."""
+    row = db.conn.execute(
+        "SELECT 1 FROM submissions WHERE form = ? AND email = ? AND message = ? AND received_at >= ? LIMIT 1",
+        [form, email, message, since_iso],
+    ).fetchone()
+    return row is not None
+
+
+# --- Outbox --------------------------------------------------------------------------------
+
+def claim_due_messages(db, owner, now, lease_seconds, limit):
+    """Lease up to `limit` due messages to `owner`; no other worker gets them until the lease ends."""
+    with write_transaction(db):
+        rows = db.conn.execute(
+            "UPDATE outbox SET lease_until = ?, lease_owner = ? WHERE id IN ("
+            " SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? AND lease_until <= ?"
+            " ORDER BY next_attempt_at LIMIT ?) RETURNING *",
+            [now + lease_seconds, owner, now, now, limit],
+        ).fetchall()
+    messages = [dict(row) for row in rows]
+    for message in messages:
+        message["recipients"] = json.loads(message["recipients"])
+    messages.sort(key=lambda message: message["next_attempt_at"])
+    return messages
+
+
+def _finish(db, outbox_id, owner, now, outcome, detail, assignments, params):
+    with write_transaction(db):
+        cursor = db.conn.execute(
+            f"UPDATE outbox SET {assignments}, lease_until = 0, lease_owner = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            [*params, outbox_id, owner],
+        )
+        if cursor.rowcount:
+            db.conn.execute(
+                "INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (?, ?, ?, ?)",
+                [outbox_id, now, outcome, detail],
+            )
+    return bool(cursor.rowcount)
+
+
+def mark_sent(db, outbox_id, owner, now, detail=""):
+    """Record a delivery; returns False when the lease had passed to another worker."""
+    return _finish(db, outbox_id, owner, now, "sent", detail,
+                   "state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL", [now])
+
+
+def schedule_retry(db, outbox_id, owner, now, next_attempt_at, error):
+    """Record a temporary failure and when to try again."""
+    return _finish(db, outbox_id, owner, now, "retry", error,
+                   "attempts = attempts + 1, next_attempt_at = ?, last_error = ?", [next_attempt_at, error])
+
+
+def mark_failed(db, outbox_id, owner, now, error):
+    """Record a permanent failure; the submission stays, and the owner can resend it."""
+    return _finish(db, outbox_id, owner, now, "failed", error,
+                   "state = 'failed', attempts = attempts + 1, last_error = ?", [error])
+
+
+def release(db, outbox_ids, owner):
+    """Give back leased messages untouched, for another pass."""
+    with write_transaction(db):
+        db.conn.executemany(
+            "UPDATE outbox SET lease_until = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
+            [(outbox_id, owner) for outbox_id in outbox_ids],
+        )
+
+
+def requeue(db, submission_id, now):
+    """Send a submission's email again now (the owner's 'resend')."""
+    with write_transaction(db):
+        cursor = db.conn.execute(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, lease_until = 0, lease_owner = NULL"
+            " WHERE submission_id = ? AND kind = 'owner'",
+            [now, submission_id],
+        )
+    return cursor.rowcount
+
+
+def next_due_at(db):
+    """Return when the earliest pending message is due (epoch seconds), or None."""
+    row = db.conn.execute(
+        "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM outbox WHERE state = 'pending'"
+    ).fetchone()
+    return row[0]
+
+
+def outbox_for(db, submission_id):
+    """Return the submission's messages with their delivery log, oldest first."""
+    messages = [dict(row) for row in db.conn.execute(
+        "SELECT * FROM outbox WHERE submission_id = ? ORDER BY id", [submission_id])]
+    for message in messages:
+        message["recipients"] = json.loads(message["recipients"])
+        message["log"] = [dict(row) for row in db.conn.execute(
+            "SELECT * FROM delivery_log WHERE outbox_id = ? ORDER BY id", [message["id"]])]
+    return messages
+
+
+def outbox_counts(db):
+    """Count messages by delivery state."""
+    return {row[0]: row[1] for row in db.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")}
