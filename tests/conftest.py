@@ -1,0 +1,217 @@
+"""Shared fixtures: an app on a temporary SQLite file, a real SMTP server on loopback, a real gunicorn."""
+import asyncio
+import email
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+import mailer  # noqa: E402
+import storage  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RecordingHandler:
+    """An SMTP server's behaviour, programmable per test: replies to give, a delay, and what it received."""
+
+    def __init__(self):
+        self.messages = []
+        self.replies = []  # consumed one per DATA: e.g. "451 4.3.0 try later"; empty means accept
+        self.rcpt_replies = {}  # address -> reply for RCPT TO
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.rcpt_replies:
+            return self.rcpt_replies[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        with self.lock:
+            if self.replies:
+                return self.replies.pop(0)
+            message = email.message_from_bytes(envelope.original_content or envelope.content, policy=default_policy)
+            self.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
+                                  "message": message, "raw": envelope.original_content or envelope.content})
+        return "250 Message accepted"
+
+
+class SMTPServer:
+    """A real aiosmtpd server on a free loopback port that tests can stop and start again."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.handler = RecordingHandler()
+        self.controller = None
+
+    def start(self):
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, ready_timeout=10)
+        self.controller.start()
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def messages(self):
+        return self.handler.messages
+
+    def wait_for(self, count, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.messages) >= count:
+                return self.messages
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} message(s), the SMTP server got {len(self.messages)}")
+
+
+@pytest.fixture
+def smtp_server():
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def base_config(tmp_path, smtp_port):
+    return {
+        "DATABASE": str(tmp_path / "postbox.sqlite3"),
+        "MAIL_DIR": str(tmp_path / "mail"),
+        "SECRET_KEY": "test-secret",
+        "OWNER_EMAIL": "owner@florist.example",
+        "MAIL_FROM": "forms@florist.example",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": smtp_port,
+        "SMTP_SECURITY": "none",
+        "SMTP_TIMEOUT": 2,
+        "RETRY_FIRST_SECONDS": 0.2,
+        "RETRY_MAX_SECONDS": 1,
+        "POLL_SECONDS": 0.1,
+        "RATE_LIMIT": "off",
+        "SPAM_MIN_SECONDS": 0,
+        "SPAM_DUPLICATE_MINUTES": 0,
+    }
+
+
+@pytest.fixture
+def config(tmp_path, smtp_server):
+    """The settings of a test app: edit them in a test before asking for `app`."""
+    return base_config(tmp_path, smtp_server.port)
+
+
+@pytest.fixture
+def app(config):
+    app = create_app(config)
+    yield app
+    worker = app.extensions.get("postbox.worker")
+    if worker is not None:
+        worker.stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app):
+    database = storage.open_db(app.config["DATABASE"])
+    yield database
+    database.close()
+
+
+def deliver_all(app, db, owner="test-worker"):
+    """Run delivery passes until nothing due is left; return how many messages were claimed."""
+    total = 0
+    while count := mailer.deliver_due(app, db, owner):
+        total += count
+    return total
+
+
+def count_rows(db, table, where="1", params=()):
+    return db.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0]
+
+
+VALID = {"name": "Anna Rossi", "email": "anna@example.com", "message": "Vorrei un mazzo di rose per sabato."}
+
+
+# --- A real gunicorn ------------------------------------------------------------------------------
+
+class LiveServer:
+    """`gunicorn -c gunicorn.conf.py app:create_app()` in a subprocess, configured through POSTBOX_* variables."""
+
+    def __init__(self, env, workers=1):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **{f"POSTBOX_{key}": str(value) for key, value in env.items()},
+                    "PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
+        self.process = None
+        self.log_path = None
+
+    def start(self, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gunicorn exited: {Path(log_path).read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("gunicorn did not start listening")
+
+    def kill(self, sig=signal.SIGKILL):
+        """Kill the whole process group (master and workers) at once."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def live_server_factory(tmp_path, smtp_server):
+    servers = []
+
+    def start(workers=1, **overrides):
+        env = {key: value for key, value in base_config(tmp_path, smtp_server.port).items()
+               if key not in ("RATE_LIMIT",)}
+        env.update({"RATE_LIMIT": "off"}, **overrides)
+        server = LiveServer(env, workers=workers).start(tmp_path / f"gunicorn-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()

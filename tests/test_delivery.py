@@ -1,0 +1,152 @@
+"""Delivery: the owner's email reaches a real SMTP server once, with the right headers, and survives failures."""
+import time
+
+from conftest import VALID, count_rows, deliver_all
+
+import mailer
+import storage
+
+
+def submit(client, **fields):
+    response = client.post("/contactus", data={**VALID, **fields})
+    assert response.status_code == 303, response.data
+    return response
+
+
+def test_message_reaches_owner_with_headers(client, app, db, smtp_server):
+    submit(client, name="Иван Петров", subject="Букет", phone="+7 999 123-45-67", colour="красный")
+    assert deliver_all(app, db) == 1
+    [received] = smtp_server.messages
+    message = received["message"]
+    assert received["rcpt_tos"] == ["owner@florist.example"]
+    assert received["mail_from"] == "forms@florist.example"
+    assert message["From"].addresses[0].addr_spec == "forms@florist.example"
+    assert message["From"].addresses[0].display_name == "Иван Петров"
+    assert message["Reply-To"].addresses[0].addr_spec == "anna@example.com"
+    assert message["To"] == "owner@florist.example"
+    assert "Букет" in message["Subject"] and "Иван Петров" in message["Subject"]
+    assert message["Message-ID"] and message["Date"]
+    body = message.get_content()
+    for text in ("Иван Петров", "anna@example.com", "+7 999 123-45-67", "colour: красный", VALID["message"]):
+        assert text in body
+    assert body.index("Иван Петров") < body.index("colour") < body.index(VALID["message"])
+
+
+def test_special_subject_and_replyto(client, app, db, smtp_server):
+    submit(client, _subject="Nuovo ordine", _replyto="other@example.org")
+    deliver_all(app, db)
+    message = smtp_server.messages[0]["message"]
+    assert message["Subject"] == "Nuovo ordine"
+    assert message["Reply-To"].addresses[0].addr_spec == "other@example.org"
+
+
+def test_temporary_failure_is_retried_with_same_message_id(client, app, db, smtp_server):
+    smtp_server.handler.replies = ["451 4.3.0 Try again later"]
+    submit(client)
+    deliver_all(app, db)
+    assert smtp_server.messages == []
+    [row] = db.conn.execute("SELECT * FROM outbox").fetchall()
+    assert row["state"] == "pending" and row["attempts"] == 1 and "451" in row["last_error"]
+    assert row["next_attempt_at"] > time.time()
+    time.sleep(row["next_attempt_at"] - time.time() + 0.05)
+    deliver_all(app, db)
+    [received] = smtp_server.messages
+    assert received["message"]["Message-ID"] == row["message_id"]
+    assert count_rows(db, "outbox", "state = 'sent'") == 1
+
+
+def test_permanent_failure_is_kept_with_reason(client, app, db, smtp_server):
+    smtp_server.handler.replies = ["550 5.1.1 Mailbox unavailable"]
+    submit(client)
+    deliver_all(app, db)
+    [row] = db.conn.execute("SELECT * FROM outbox").fetchall()
+    assert row["state"] == "failed" and "550" in row["last_error"]
+    assert count_rows(db, "submissions") == 1
+    assert [entry["outcome"] for entry in storage.outbox_for(db, row["submission_id"])[0]["log"]] == ["failed"]
+
+
+def test_refused_recipient_5xx_is_permanent(client, app, db, smtp_server):
+    smtp_server.handler.rcpt_replies["owner@florist.example"] = "550 5.1.1 No such user"
+    submit(client)
+    deliver_all(app, db)
+    assert db.conn.execute("SELECT state FROM outbox").fetchone()[0] == "failed"
+
+
+def test_server_down_then_up(client, app, db, smtp_server):
+    smtp_server.stop()
+    started = time.monotonic()
+    for index in range(3):
+        submit(client, message=f"message {index}")
+    assert time.monotonic() - started < 6  # the request never waits on SMTP (a loose bound, not a benchmark)
+    deliver_all(app, db)
+    assert count_rows(db, "outbox", "state = 'pending' AND attempts = 1") == 3
+    smtp_server.start()
+    worker = mailer.start_worker(app)
+    smtp_server.wait_for(3)
+    worker.stop()
+    time.sleep(0.1)
+    assert len(smtp_server.messages) == 3
+    assert count_rows(db, "outbox", "state = 'sent'") == 3
+
+
+def test_server_that_never_answers_times_out_and_retries(client, app, db, smtp_server):
+    smtp_server.handler.delay = app.config["SMTP_TIMEOUT"] + 1
+    submit(client)
+    deliver_all(app, db)
+    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    assert row["state"] == "pending" and row["attempts"] == 1
+    assert "timed out" in row["last_error"] or "Disconnected" in row["last_error"]
+
+
+def test_worker_is_woken_by_a_submission(app, client, smtp_server):
+    app.config["POLL_SECONDS"] = 30  # only the wake-up can deliver in time
+    worker = mailer.start_worker(app)
+    time.sleep(0.2)
+    submit(client)
+    smtp_server.wait_for(1, timeout=3)
+    worker.stop()
+
+
+def test_expired_lease_is_taken_over(client, app, db, smtp_server):
+    submit(client)
+    # A worker claims the message and dies (kill -9) before sending it.
+    storage.claim_due_messages(db, "dead-worker", time.time(), lease_seconds=0.3, limit=10)
+    assert deliver_all(app, db, owner="live-worker") == 0
+    time.sleep(0.35)
+    assert deliver_all(app, db, owner="live-worker") == 1
+    assert len(smtp_server.messages) == 1
+
+
+def test_gives_up_after_the_configured_time(client, app, db, smtp_server):
+    app.config["GIVE_UP_SECONDS"] = 0
+    smtp_server.stop()
+    submit(client)
+    deliver_all(app, db)
+    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    assert row["state"] == "failed" and row["last_error"].startswith("gave up after 1 attempts")
+
+
+def test_batch_reuses_one_connection(client, app, db, smtp_server):
+    connections = []
+    original = mailer.SMTPTransport.__enter__
+
+    def counting_enter(self):
+        connections.append(1)
+        return original(self)
+
+    mailer.SMTPTransport.__enter__ = counting_enter
+    try:
+        for index in range(5):
+            submit(client, message=f"message {index}")
+        deliver_all(app, db)
+    finally:
+        mailer.SMTPTransport.__enter__ = original
+    assert len(smtp_server.messages) == 5 and len(connections) == 1
+
+
+def test_retry_delay_grows_to_the_maximum():
+    config = {"RETRY_FIRST_SECONDS": 10, "RETRY_MAX_SECONDS": 3600}
+    first = mailer.retry_delay(1, config)
+    assert 8 <= first <= 12 <= 15
+    assert mailer.retry_delay(5, config) > mailer.retry_delay(2, config)
+    assert 3240 <= mailer.retry_delay(20, config) <= 3600
