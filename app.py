@@ -18,12 +18,13 @@ import storage
 from config import LANGUAGES
 
 babel = Babel()
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
 
 def create_app(test_config=None):
     """Create and configure a Postbox application; test_config replaces the environment."""
     app = Flask(__name__, instance_relative_config=True)
+    # /f/contactus and /contactus are the same form: answer both, never redirect a POST between them.
+    app.url_map.redirect_defaults = False
     os.makedirs(app.instance_path, exist_ok=True)
     if test_config is None:
         load_dotenv(find_dotenv(usecwd=True))
@@ -47,18 +48,19 @@ def create_app(test_config=None):
     storage.init_app(app)
     babel.init_app(app, locale_selector=select_language, default_translation_directories="translations")
     app.jinja_env.globals["get_locale"] = get_locale
-    limiter.init_app(app)
+    # One limiter per app: its in-memory counts belong to this app alone.
+    limiter = app.extensions["postbox.limiter"] = Limiter(key_func=get_remote_address, app=app, headers_enabled=True)
 
     import contact
     app.register_blueprint(contact.bp)
-    limiter.limit(
+    # Decorate the registered view, so the limit belongs to this app's limiter alone.
+    app.view_functions["contact.submit"] = limiter.limit(
         lambda: app.config["RATE_LIMIT"] or "1000000 per second",
         key_func=lambda: f"{get_remote_address()}:{request.view_args.get('form_key', '')}",
-        methods=["POST"],
         exempt_when=lambda: not app.config["RATE_LIMIT"],
-    )(contact.submit)
+    )(app.view_functions["contact.submit"])
 
-    _register_admin(app)
+    _register_admin(app, limiter)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, http_error)
     app.cli.add_command(init_db_command)
@@ -66,7 +68,7 @@ def create_app(test_config=None):
     return app
 
 
-def _register_admin(app):
+def _register_admin(app, limiter):
     try:
         import admin
     except ImportError:
