@@ -1,0 +1,119 @@
+"""Property-based checks with Hypothesis: no 5xx for any body, safe headers, exact recipients, exact storage."""
+import os
+import subprocess
+import sys
+import tempfile
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, base_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mailer
+import storage
+from app import create_app
+from forms import SPECIAL_FIELDS
+
+FIELDS = ("name", "email", "phone", "subject", "message")
+any_text = st.text(max_size=300)
+field_names = st.one_of(st.sampled_from(FIELDS + SPECIAL_FIELDS + ("_cc", "_bcc", "to")), st.text(max_size=40))
+bodies = st.dictionaries(field_names, any_text, max_size=12)
+LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+OWNERS = ("owner@florist.example", "assistant@florist.example")
+
+
+@pytest.fixture(scope="module")
+def app():
+    directory = Path(tempfile.mkdtemp())
+    config = base_config(directory, 1)  # no SMTP is contacted here: messages are built, not sent
+    config["OWNER_EMAIL"] = ",".join(OWNERS)
+    return create_app(config)
+
+
+@pytest.fixture(scope="module")
+def db(app):
+    return storage.open_db(app.config["DATABASE"])
+
+
+relaxed = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@relaxed
+@given(body=bodies, as_json=st.booleans())
+def test_any_body_never_gets_a_5xx(app, body, as_json):
+    client = app.test_client()
+    if as_json:
+        response = client.post("/contactus", json=body)
+    else:
+        response = client.post("/contactus", data=body)
+    assert response.status_code < 500
+
+
+valid_names = st.text(min_size=1, max_size=100).filter(lambda s: s.strip() and len(s.strip()) <= 100)
+messages = st.text(min_size=1, max_size=2000).filter(lambda s: s.strip())
+
+
+@relaxed
+@given(name=valid_names, subject=st.text(max_size=200), special_subject=st.text(max_size=200), message=messages,
+       extra=st.dictionaries(st.text(min_size=1, max_size=30).filter(lambda s: not s.startswith("_") and s.strip()
+                                                                     and s.strip() not in FIELDS),
+                             st.text(max_size=100), max_size=5))
+def test_built_message_has_safe_headers_and_exact_recipients(app, db, name, subject, special_subject, message, extra):
+    client = app.test_client()
+    body = {**extra, "name": name, "email": "visitor@example.com", "subject": subject, "message": message,
+            "_subject": special_subject, "_cc": "victim@example.net"}
+    response = client.post("/contactus", json=body)
+    if response.status_code == 400:
+        # Only control characters in one-line fields, and NUL anywhere, are refused.
+        everything = "".join([message, special_subject, *extra, *extra.values()])
+        assert any(ch < " " or ch == "\x7f" for ch in name + subject) or "\x00" in everything
+        return
+    assert response.status_code == 200
+    submission_id = response.json["id"]
+    [outbox] = storage.outbox_for(db, submission_id)
+    assert tuple(outbox["recipients"]) == OWNERS
+    with app.app_context():
+        submission = storage.get_submission(db, submission_id)
+        built = mailer.build_owner_message(submission, outbox, app.config["FORM_DEFINITIONS"]["contactus"])
+    raw = built.as_bytes()
+    head = raw.split(b"\n\n", 1)[0].decode("ascii")
+    parsed = message_from_bytes(raw, policy=default_policy)
+    for header in ("Subject", "From", "Reply-To", "To"):
+        assert not any(ch in str(parsed[header]) for ch in LINE_BREAKS)
+    assert [line.split(":")[0] for line in head.split("\n") if line and not line[0].isspace()].count("To") == 1
+    assert parsed["Cc"] is None and parsed["Bcc"] is None
+    assert [address.addr_spec for address in parsed["To"].addresses] == list(OWNERS)
+    # Every stored value reads back exactly as submitted.
+    assert submission["name"] == name.strip() and submission["message"] == message
+    assert submission["subject"] == subject.strip()
+    assert submission["extra"] == {key.strip()[:100]: value for key, value in extra.items()}
+
+
+def test_routes_without_login_answer_no_data(app):
+    """Every route `flask routes` lists: only the public ones answer 2xx without a login."""
+    env = {**os.environ, "POSTBOX_DATABASE": app.config["DATABASE"], "POSTBOX_SECRET_KEY": "x"}
+    listing = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "routes"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    public_prefixes = ("/contactus", "/f/", "/static/", "/")
+    client = app.test_client()
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        assert rule.rule in listing
+        path = rule.rule
+        for argument in rule.arguments:
+            path = path.replace(f"<{argument}>", "1").replace(f"<int:{argument}>", "1")
+            path = path.replace(f"<path:{argument}>", "postbox.css")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method)
+            checked += 1
+            if path.startswith("/admin"):
+                body = response.get_data(as_text=True)
+                assert response.status_code in (302, 303, 400, 401, 403, 404, 405) or path == "/admin/login", (
+                    f"{method} {path} answered {response.status_code}")
+                assert "visitor@example.com" not in body
+            else:
+                assert path.startswith(public_prefixes)
+    assert checked >= 5
