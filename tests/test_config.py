@@ -1,0 +1,83 @@
+"""Configuration: POSTBOX_* variables, their checks, and a first run with no SMTP at all."""
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, VALID, deliver_all
+
+import storage
+from app import create_app
+
+
+def flask(args, tmp_path, **env):
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("POSTBOX_")}
+    environment.update({"POSTBOX_DATABASE": str(tmp_path / "p.sqlite3"), "POSTBOX_SECRET_KEY": "k", **env})
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=tmp_path,
+                          env={**environment, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("SMTP_PORT", "abc", "must be a number"),
+    ("SMTP_PORT", "70000", "between 1 and 65535"),
+    ("SMTP_SECURITY", "tls", "must be one of starttls, ssl, none"),
+    ("OWNER_EMAIL", "owner@florist.example, not-an-address", "is not an email address"),
+    ("TIMEZONE", "Mars/Olympus", "IANA time zone"),
+    ("RETRY_FIRST_SECONDS", "-1", "at least 0"),
+    ("DELIVERY_THREAD", "maybe", "true or false"),
+    ("ALLOWED_ORIGINS", "florist.example", "is not an origin"),
+])
+def test_wrong_value_stops_start_up_with_one_line(tmp_path, name, value, says):
+    result = flask(["init-db"], tmp_path, **{f"POSTBOX_{name}": value})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"POSTBOX_{name}" in lines[0] and says in lines[0], result.stderr
+
+
+def test_smtp_host_without_owner_is_refused(tmp_path):
+    result = flask(["init-db"], tmp_path, POSTBOX_SMTP_HOST="smtp.example")
+    assert result.returncode != 0 and "POSTBOX_OWNER_EMAIL" in result.stderr
+
+
+def test_init_db_says_where_the_form_is_and_where_mail_goes(tmp_path):
+    result = flask(["init-db"], tmp_path, POSTBOX_OWNER_EMAIL="owner@florist.example", PORT="8123")
+    assert result.returncode == 0, result.stderr
+    assert "http://127.0.0.1:8123/contactus" in result.stdout
+    assert "owner@florist.example" in result.stdout and "files in" in result.stdout
+
+
+def test_env_file_is_read(tmp_path):
+    (tmp_path / ".env").write_text("POSTBOX_OWNER_EMAIL=from-dotenv@florist.example\n")
+    result = flask(["init-db"], tmp_path)
+    assert "from-dotenv@florist.example" in result.stdout
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path):
+    config = {"DATABASE": str(tmp_path / "p.sqlite3")}
+    first = create_app(config)
+    second = create_app(config)
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"] and len(first.config["SECRET_KEY"]) == 64
+    key_file = os.path.join(first.instance_path, "secret_key")
+    assert oct(os.stat(key_file).st_mode & 0o777) == "0o600"
+
+
+def test_without_smtp_messages_are_written_as_eml_files(tmp_path):
+    app = create_app({"DATABASE": str(tmp_path / "p.sqlite3"), "MAIL_DIR": str(tmp_path / "mail"),
+                      "SECRET_KEY": "k", "RATE_LIMIT": "off"})
+    response = app.test_client().post("/contactus", data=VALID)
+    assert response.status_code == 303
+    db = storage.open_db(app.config["DATABASE"])
+    assert deliver_all(app, db) == 1
+    [name] = os.listdir(tmp_path / "mail")
+    content = (tmp_path / "mail" / name).read_text()
+    assert name.endswith(".eml") and "To: owner@localhost" in content and VALID["message"] in content
+
+
+def test_migrations_are_applied_once_and_are_idempotent(tmp_path):
+    path = str(tmp_path / "p.sqlite3")
+    create_app({"DATABASE": path, "SECRET_KEY": "k"})
+    create_app({"DATABASE": path, "SECRET_KEY": "k"})
+    db = storage.open_db(path)
+    names = [row[0] for row in db.conn.execute("SELECT name FROM _sqlite_migrations")]
+    assert names == [migration.name for migration in storage.migrations._migrations]
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
