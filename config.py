@@ -218,26 +218,52 @@ def origin_list(config_name, value):
     for item in (str(item).strip() for item in items):
         if not item:
             continue
+        problem = f"{item!r} is not an origin such as https://example.com (scheme and host, no path)"
         parts = urlsplit(item)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            raise ConfigError(config_name, f"{item!r} is not an origin such as https://example.com")
-        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(config_name, problem) from None
+        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/")
+                or parts.query or parts.fragment or parts.username is not None or "*" in item):
+            raise ConfigError(config_name, problem)
+        # Browsers leave the default port out of Origin: https://example.com:443 is https://example.com.
+        default_port = {"http": 80, "https": 443}[parts.scheme]
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        origins.append(f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else ""))
     return tuple(origins)
 
 
+def _check_redirect(config_name, url, allowed_origins):
+    """A form's redirect must be a full address on one of its allowed sites."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(config_name, f"redirect {url!r} must be a full address such as https://example.com/thanks")
+    if origin_list(config_name, [f"{parts.scheme}://{parts.netloc}"])[0] not in allowed_origins:
+        raise ConfigError(config_name, f"redirect {url!r} is not on one of the form's allowed origins")
+    return url
+
+
 def _load_forms(config):
+    allowed_origins = origin_list("ALLOWED_ORIGINS", config["ALLOWED_ORIGINS"])
     default = FormSettings(
         key="contactus",
         title=str(config["FORM_TITLE"]),
         owners=config["OWNER_EMAIL"],
-        allowed_origins=origin_list("ALLOWED_ORIGINS", config["ALLOWED_ORIGINS"]),
+        allowed_origins=allowed_origins,
         language=str(config["LANGUAGE"] or ""),
-        redirect=str(config["REDIRECT"] or ""),
+        redirect=_check_redirect("REDIRECT", str(config["REDIRECT"] or ""), allowed_origins),
     )
     forms = {"contactus": default}
     if config["FORMS"]:
         forms.update(_read_forms_file(str(config["FORMS"]), default))
     return forms
+
+
+FORM_KEYS = {"title": str, "owners": (list, str), "allowed_origins": (list, str), "language": str,
+             "redirect": str, "fields": list}
 
 
 def _read_forms_file(path, default):
@@ -248,28 +274,44 @@ def _read_forms_file(path, default):
         raise ConfigError("FORMS", f"cannot read {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError("FORMS", f"{path} is not valid TOML: {error}") from None
+    unknown = sorted(set(document) - {"forms"})
+    if unknown or not isinstance(document.get("forms", {}), dict):
+        raise ConfigError("FORMS", f"{path} must contain only [forms.KEY] tables, found {unknown or ['forms']}")
     forms = {}
     for key, table in document.get("forms", {}).items():
         where = f"FORMS ({path}, form {key!r})"
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
             raise ConfigError("FORMS", f"form key {key!r} may use only letters, digits, '-' and '_'")
-        fields = tuple(table.get("fields", OPTIONAL_FIELDS))
-        unknown = set(fields) - set(OPTIONAL_FIELDS)
-        if unknown:
-            raise ConfigError(where, f"unknown optional fields {sorted(unknown)}; choose from {OPTIONAL_FIELDS}")
-        language = table.get("language", "")
-        if language and language not in LANGUAGES:
-            raise ConfigError(where, f"language must be one of {', '.join(LANGUAGES)}")
-        owners = email_list(where, table.get("owners", default.owners))
-        if not owners:
-            raise ConfigError(where, "needs at least one owner address")
-        forms[key] = FormSettings(
-            key=key,
-            title=str(table.get("title", default.title)),
-            owners=owners,
-            allowed_origins=origin_list(where, table.get("allowed_origins", ())),
-            language=language,
-            redirect=str(table.get("redirect", "")),
-            fields=fields,
-        )
+        forms[key] = _form_from_table(key, table, default, where)
     return forms
+
+
+def _form_from_table(key, table, default, where):
+    if not isinstance(table, dict):
+        raise ConfigError(where, "must be a table: [forms.KEY] followed by title = ..., owners = [...]")
+    for name, value in table.items():
+        if name not in FORM_KEYS:
+            # A misspelt key ("allowed_origin") would otherwise be ignored silently.
+            raise ConfigError(where, f"unknown setting {name!r}; the settings are {', '.join(FORM_KEYS)}")
+        if not isinstance(value, FORM_KEYS[name]):
+            raise ConfigError(where, f"{name} has the wrong type ({type(value).__name__})")
+    fields = tuple(table.get("fields", OPTIONAL_FIELDS))
+    unknown = [name for name in fields if name not in OPTIONAL_FIELDS]
+    if unknown:
+        raise ConfigError(where, f"unknown optional fields {unknown}; choose from {', '.join(OPTIONAL_FIELDS)}")
+    language = table.get("language", "")
+    if language and language not in LANGUAGES:
+        raise ConfigError(where, f"language must be one of {', '.join(LANGUAGES)}")
+    owners = email_list(where, table.get("owners", default.owners))
+    if not owners:
+        raise ConfigError(where, "needs at least one owner address")
+    allowed_origins = origin_list(where, table.get("allowed_origins", ()))
+    return FormSettings(
+        key=key,
+        title=str(table.get("title", default.title)),
+        owners=owners,
+        allowed_origins=allowed_origins,
+        language=language,
+        redirect=_check_redirect(where, table.get("redirect", ""), allowed_origins),
+        fields=fields,
+    )

@@ -1,8 +1,10 @@
 """The public side: the hosted form, the POST endpoints (/contactus and Formspree's /f/<key>), thanks."""
+import re
 from urllib.parse import urljoin, urlsplit
 
 from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for)
 from flask_babel import gettext as _
+from flask_babel import refresh
 
 import mailer
 import spam
@@ -11,6 +13,10 @@ from config import LANGUAGES
 from forms import BadRequestBody, ContactForm, read_body, validate_submission
 
 bp = Blueprint("contact", __name__)
+
+# Other services let the visitor choose recipients or templates; here that would make a spam relay. Ignored.
+REFUSED_FIELDS = ("_cc", "_bcc", "_to", "_template", "_autoresponse", "_webhook")
+UNSAFE_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
 # --- Which form, which language, which origin ---------------------------------------------------
@@ -65,6 +71,16 @@ def with_cors(response, form):
     return response
 
 
+@bp.after_request
+def cors_on_every_answer(response):
+    """Let allowed sites read every answer of the POST endpoints, errors included (413, 429, 404 too)."""
+    if request.endpoint in ("contact.submit", "contact.preflight"):
+        form = current_app.config["FORM_DEFINITIONS"].get((request.view_args or {}).get("form_key"))
+        if form is not None:
+            with_cors(response, form)
+    return response
+
+
 # --- Pages ---------------------------------------------------------------------------------
 
 @bp.get("/")
@@ -72,8 +88,9 @@ def index():
     return redirect(url_for("contact.show_form", form_key="contactus"))
 
 
-@bp.get("/contactus", defaults={"form_key": "contactus"})
-@bp.get("/f/<form_key>")
+# Flask's automatic OPTIONS answer would otherwise shadow the CORS preflight view below.
+@bp.get("/contactus", defaults={"form_key": "contactus"}, provide_automatic_options=False)
+@bp.get("/f/<form_key>", provide_automatic_options=False)
 def show_form(form_key):
     form = form_settings(form_key)
     g.language = choose_language(form)
@@ -83,6 +100,8 @@ def show_form(form_key):
 def render_form(form, contact_form, errors, status):
     embed = request.args.get("embed") == "1"
     g.embed_form = form if embed else None
+    # CSP form-action also covers the redirect after the POST: _next may lead to an allowed site.
+    g.form_action_origins = form.allowed_origins
     page = render_template(
         "form.html", form=form, contact_form=contact_form, errors=errors, embed=embed,
         token=spam.form_token(form.key), action=url_for("contact.submit", form_key=form.key, embed=1 if embed else None,
@@ -110,6 +129,9 @@ def preflight(form_key):
     origin = request.headers.get("Origin", "").lower()
     if origin not in form.allowed_origins:
         return with_cors(jsonify(ok=False, error=_("This site may not send to this form.")), form), 403
+    if request.headers.get("Access-Control-Request-Method", "POST") != "POST":
+        # Browsers never show a preflight's body: the status is the whole answer.
+        return current_app.response_class(status=405, headers={"Allow": "POST, OPTIONS"})
     response = current_app.response_class(status=204)
     response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept, Accept-Language, X-Requested-With"
@@ -117,11 +139,13 @@ def preflight(form_key):
     return with_cors(response, form)
 
 
-@bp.post("/contactus", defaults={"form_key": "contactus"})
-@bp.post("/f/<form_key>")
+@bp.post("/contactus", defaults={"form_key": "contactus"}, provide_automatic_options=False)
+@bp.post("/f/<form_key>", provide_automatic_options=False)
 def submit(form_key):
     form = form_settings(form_key)
     g.language = choose_language(form)
+    # Error pages answering an embedded form must still show inside the owner's iframe.
+    g.embed_form = form if request.args.get("embed") == "1" else None
     origin = request_origin()
     if origin is not None and not is_allowed_origin(form, origin):
         return refuse(form, 403, _("This form does not accept messages from %(origin)s. Its owner can add that "
@@ -132,10 +156,16 @@ def submit(form_key):
         return refuse(form, error.status, error.message, error.code)
     if not pairs:
         return refuse(form, 400, _("The form is empty."), "EMPTY")
+    # _language must be known before validating: the messages are translated as they are made.
+    g.language = choose_language(form, {"_language": next((v for k, v in pairs if k == "_language"), None)})
+    refresh()  # flask-babel cached the locale the first time _() ran in this request
     submission, contact_form, errors = validate_submission(pairs)
-    g.language = choose_language(form, submission.special)
     if errors:
         return invalid(form, contact_form, errors)
+    refused = sorted({name for name, _value in pairs if name in REFUSED_FIELDS})
+    if refused:
+        current_app.logger.info("form %s: ignored visitor-supplied %s (recipients come from the form's settings)",
+                                form.key, ", ".join(refused))
     submission_id = store(form, submission)
     return accepted(form, submission, submission_id)
 
@@ -180,10 +210,20 @@ def next_url(form, submission):
 def safe_redirect(form, candidate):
     """Resolve a redirect target against the referring page; only allowed origins pass: no open redirect."""
     candidate = (candidate or "").strip()
-    if not candidate or any(ch in candidate for ch in "\r\n\t\\") or len(candidate) > 2000:
+    # Browsers drop tabs and newlines and read a backslash as a slash: such a URL is not what Python sees.
+    if not candidate or UNSAFE_URL_CHARACTERS.search(candidate) or len(candidate) > 2000:
         return None
-    base = request.referrer if origin_of(request.referrer) else request.host_url
+    referrer_origin = origin_of(request.referrer)
+    if referrer_origin and is_allowed_origin(form, referrer_origin):
+        base = request.referrer
+    elif origin_of(candidate):
+        base = request.host_url
+    else:
+        return None  # a path with nothing trustworthy to resolve it against
     target = urljoin(base, candidate)
+    parts = urlsplit(target)
+    if parts.username is not None or parts.password is not None:
+        return None
     origin = origin_of(target)
     return target if origin and is_allowed_origin(form, origin) else None
 
@@ -191,7 +231,8 @@ def safe_redirect(form, candidate):
 def accepted(form, submission, submission_id):
     target = next_url(form, submission)
     if wants_json():
-        return with_cors(jsonify(ok=True, id=submission_id, next=target), form)
+        return with_cors(jsonify(ok=True, id=submission_id, next=target,
+                                 message=_("Your message has been received. We will get back to you soon.")), form)
     return redirect(target, code=303)
 
 
