@@ -48,6 +48,8 @@ def create_app(test_config=None):
     storage.init_app(app)
     babel.init_app(app, locale_selector=select_language, default_translation_directories="translations")
     app.jinja_env.globals["get_locale"] = get_locale
+    # Registered before the limiter, so it runs after the limiter has added its headers.
+    app.after_request(security_headers)
     # One limiter per app: its in-memory counts belong to this app alone.
     limiter = app.extensions["postbox.limiter"] = Limiter(key_func=get_remote_address, app=app, headers_enabled=True)
 
@@ -61,7 +63,6 @@ def create_app(test_config=None):
     )(app.view_functions["contact.submit"])
 
     _register_admin(app, limiter)
-    app.after_request(security_headers)
     app.register_error_handler(HTTPException, http_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
@@ -111,6 +112,9 @@ def security_headers(response):
         response.headers.setdefault("X-Frame-Options", "DENY")
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if response.status_code not in (429, 503):
+        # Flask-Limiter sends Retry-After on every answer; it means "wait" only on these.
+        response.headers.pop("Retry-After", None)
     return response
 
 
