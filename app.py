@@ -34,7 +34,7 @@ def create_app(test_config=None):
         raise SystemExit(f"postbox: configuration error: {error}") from None
     app.config.update(
         RATELIMIT_STORAGE_URI=app.config["RATELIMIT_STORAGE_URI"],
-        RATELIMIT_ENABLED=bool(app.config["RATE_LIMIT"]),
+        RATELIMIT_ENABLED=True,  # each limit has its own "off": the public form's and the login's
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=int(app.config["SESSION_HOURS"] * 3600),

@@ -200,8 +200,9 @@ def _check_misc(config):
         zoneinfo.ZoneInfo(str(config["TIMEZONE"]))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError("TIMEZONE", f"{config['TIMEZONE']!r} is not an IANA time zone such as Europe/Rome") from None
-    rate = str(config["RATE_LIMIT"]).strip()
-    config["RATE_LIMIT"] = "" if rate.lower() in ("off", "none", "") else rate
+    for name in ("RATE_LIMIT", "LOGIN_RATE_LIMIT"):
+        rate = str(config[name]).strip()
+        config[name] = "" if rate.lower() in ("off", "none", "") else rate
     hosts = config["TRUSTED_HOSTS"]
     if isinstance(hosts, str):
         hosts = [host.strip() for host in hosts.split(",") if host.strip()]

@@ -12,6 +12,7 @@ from sqlite_utils.migrations import Migrations
 BUSY_TIMEOUT_SECONDS = 30
 STATUSES = ("new", "in_progress", "answered", "spam")
 CORE_FIELDS = ("name", "email", "phone", "subject", "message")
+SEARCHED_FIELDS = ("form", *CORE_FIELDS, "extra", "reply_to", "mail_subject", "page", "note", "spam_reason")
 
 migrations = Migrations("postbox")
 
@@ -50,6 +51,43 @@ def m001_submissions_and_outbox(db):
         foreign_keys=[("outbox_id", "outbox", "id")],
     )
     db["delivery_log"].create_index(["outbox_id"])
+
+
+@migrations()
+def m002_users(db):
+    db["users"].create(
+        {"id": int, "email": str, "password_hash": str, "created_at": str},
+        pk="id",
+        not_null={"email", "password_hash", "created_at"},
+    )
+    db["users"].create_index(["email"], unique=True)
+
+
+@migrations()
+def m003_search_index(db):
+    # An external-content FTS5 table: the text lives once, in submissions; triggers keep the index in step.
+    columns = ", ".join(SEARCHED_FIELDS)
+    new_values = ", ".join(f"new.{name}" for name in SEARCHED_FIELDS)
+    old_values = ", ".join(f"old.{name}" for name in SEARCHED_FIELDS)
+    remove_old = (f"INSERT INTO submissions_fts (submissions_fts, rowid, {columns})"
+                  f" VALUES ('delete', old.id, {old_values});")
+    add_new = f"INSERT INTO submissions_fts (rowid, {columns}) VALUES (new.id, {new_values});"
+    # One execute() per statement: executescript() would commit the migration's transaction half-way.
+    db.conn.execute(f"CREATE VIRTUAL TABLE submissions_fts USING fts5({columns}, content='submissions',"
+                    " content_rowid='id', tokenize='unicode61 remove_diacritics 2')")
+    db.conn.execute(f"CREATE TRIGGER submissions_fts_insert AFTER INSERT ON submissions BEGIN {add_new} END")
+    db.conn.execute(f"CREATE TRIGGER submissions_fts_delete AFTER DELETE ON submissions BEGIN {remove_old} END")
+    db.conn.execute(f"CREATE TRIGGER submissions_fts_update AFTER UPDATE OF {columns} ON submissions"
+                    f" BEGIN {remove_old} {add_new} END")
+    db.conn.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('rebuild')")
+
+
+@migrations()
+def m004_inbox_indexes(db):
+    # Keyset pages walk (received_at, id) newest first; the rowid is every index's last column already.
+    db["submissions"].create_index(["form", "received_at"])
+    # Covers the chart's (received_at, status) reads: no table lookups for a quarter's submissions.
+    db["submissions"].create_index(["received_at", "status"])
 
 
 def open_db(path):
@@ -261,3 +299,171 @@ def outbox_for(db, submission_id):
 def outbox_counts(db):
     """Count messages by delivery state."""
     return {row[0]: row[1] for row in db.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")}
+
+
+# --- The inbox -----------------------------------------------------------------------------
+
+DELIVERY_STATE = ("(SELECT state FROM outbox WHERE outbox.submission_id = submissions.id AND kind = 'owner'"
+                  " ORDER BY outbox.id DESC LIMIT 1)")
+DELETE_BATCH = 500
+
+
+def create_user(db, email, password_hash):
+    """Add an inbox user, or set a new password for an existing one; return True when the user is new."""
+    with write_transaction(db):
+        cursor = db.conn.execute("UPDATE users SET password_hash = ? WHERE email = ?", [password_hash, email])
+        if cursor.rowcount:
+            return False
+        db.conn.execute("INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?)",
+                        [email, password_hash, utc_now_iso()])
+    return True
+
+
+def get_user(db, email):
+    row = db.conn.execute("SELECT * FROM users WHERE email = ?", [email]).fetchone()
+    return dict(row) if row else None
+
+
+def search_query(text):
+    """Turn what the owner typed into an FTS5 query: every word must match, as a prefix; no FTS syntax errors."""
+    words = [word.replace('"', '""') for word in str(text or "").split()]
+    return " ".join(f'"{word}"*' for word in words)
+
+
+def _where(filters):
+    """Build the WHERE clause for the inbox's filters: q, status, form, since and before (UTC ISO bounds)."""
+    clauses, params = [], []
+    if filters.get("q") and search_query(filters["q"]):
+        clauses.append("submissions.id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)")
+        params.append(search_query(filters["q"]))
+    for name in ("status", "form"):
+        if filters.get(name):
+            clauses.append(f"submissions.{name} = ?")
+            params.append(filters[name])
+    if filters.get("since"):
+        clauses.append("submissions.received_at >= ?")
+        params.append(filters["since"])
+    if filters.get("before"):
+        clauses.append("submissions.received_at < ?")
+        params.append(filters["before"])
+    return " AND ".join(clauses) or "1", params
+
+
+def list_submissions(db, filters, after=None, limit=50):
+    """Return one page of submissions, newest first, after the (received_at, id) cursor of the previous page."""
+    where, params = _where(filters)
+    if after:
+        where += " AND (submissions.received_at, submissions.id) < (?, ?)"
+        params += [after[0], after[1]]
+    rows = db.conn.execute(
+        f"SELECT submissions.*, {DELIVERY_STATE} AS delivery FROM submissions WHERE {where}"
+        " ORDER BY submissions.received_at DESC, submissions.id DESC LIMIT ?",
+        [*params, limit],
+    )
+    return [decode_submission(row) for row in rows]
+
+
+def status_counts(db, filters):
+    """Count the submissions matching the filters, by status."""
+    where, params = _where(filters)
+    rows = db.conn.execute(f"SELECT status, COUNT(*) FROM submissions WHERE {where} GROUP BY status", params)
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({row[0]: row[1] for row in rows})
+    return counts
+
+
+def form_keys(db):
+    """Return the forms that have submissions."""
+    # A skip-scan of the (form, received_at) index: one probe per form, not a pass over every row.
+    rows = db.conn.execute(
+        "WITH RECURSIVE forms(form) AS (SELECT MIN(form) FROM submissions"
+        " UNION ALL SELECT (SELECT MIN(form) FROM submissions WHERE form > forms.form) FROM forms"
+        " WHERE forms.form IS NOT NULL) SELECT form FROM forms WHERE form IS NOT NULL")
+    return [row[0] for row in rows]
+
+
+def statuses_since(db, since):
+    """Yield (received_at, status) for every submission received since the given UTC ISO time."""
+    yield from db.conn.execute(
+        "SELECT received_at, status FROM submissions WHERE received_at >= ? ORDER BY received_at", [since])
+
+
+def get_submission_with_delivery(db, submission_id):
+    row = db.conn.execute(f"SELECT submissions.*, {DELIVERY_STATE} AS delivery FROM submissions WHERE id = ?",
+                          [submission_id]).fetchone()
+    return decode_submission(row) if row else None
+
+
+def set_status(db, submission_ids, status, by):
+    """Change the status of the given submissions, recording who did it and when; return how many changed."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    with write_transaction(db):
+        cursor = db.conn.executemany(
+            "UPDATE submissions SET status = ?, status_by = ?, status_at = ? WHERE id = ?",
+            [(status, by, utc_now_iso(), submission_id) for submission_id in submission_ids],
+        )
+    return cursor.rowcount
+
+
+def set_note(db, submission_id, note):
+    with write_transaction(db):
+        cursor = db.conn.execute("UPDATE submissions SET note = ? WHERE id = ?", [note, submission_id])
+    return cursor.rowcount
+
+
+def queue_owner_message(db, submission_id, notification):
+    """Queue a first owner's email for a submission that never had one (one kept as spam)."""
+    with write_transaction(db):
+        _queue(db, submission_id, notification)
+
+
+def _delete_ids(db, submission_ids):
+    marks = ", ".join("?" for _ in submission_ids)
+    db.conn.execute(f"DELETE FROM delivery_log WHERE outbox_id IN"
+                    f" (SELECT id FROM outbox WHERE submission_id IN ({marks}))", submission_ids)
+    db.conn.execute(f"DELETE FROM outbox WHERE submission_id IN ({marks})", submission_ids)
+    return db.conn.execute(f"DELETE FROM submissions WHERE id IN ({marks})", submission_ids).rowcount
+
+
+def delete_submissions(db, submission_ids):
+    """Delete submissions with their emails and delivery log, leaving no trace; return how many went."""
+    submission_ids = [int(submission_id) for submission_id in submission_ids]
+    deleted = 0
+    for start in range(0, len(submission_ids), DELETE_BATCH):
+        with write_transaction(db):
+            deleted += _delete_ids(db, submission_ids[start:start + DELETE_BATCH])
+    return deleted
+
+
+def purge_received_before(db, cutoff):
+    """Delete every submission received before the UTC ISO cutoff, in short transactions; return how many."""
+    deleted = 0
+    while True:
+        with write_transaction(db):
+            ids = [row[0] for row in db.conn.execute(
+                "SELECT id FROM submissions WHERE received_at < ? LIMIT ?", [cutoff, DELETE_BATCH])]
+            if not ids:
+                return deleted
+            deleted += _delete_ids(db, ids)
+
+
+def extra_field_names(db, filters):
+    """Return the union of the matching submissions' extra field names, in first-seen order."""
+    where, params = _where(filters)
+    names = {}
+    rows = db.conn.execute(
+        f"SELECT extra FROM submissions WHERE {where} AND extra != '{{}}' ORDER BY received_at, id", params)
+    for (extra,) in rows:
+        names.update(dict.fromkeys(json.loads(extra)))
+    return list(names)
+
+
+def iter_submissions(db, filters):
+    """Yield every matching submission, oldest first, with its delivery state, one row at a time."""
+    where, params = _where(filters)
+    rows = db.conn.execute(
+        f"SELECT submissions.*, {DELIVERY_STATE} AS delivery FROM submissions WHERE {where}"
+        " ORDER BY received_at, id", params)
+    for row in rows:
+        yield decode_submission(row)
