@@ -270,9 +270,10 @@ def requeue(db, submission_id, now):
     """Send a submission's email again now (the owner's 'resend')."""
     with write_transaction(db):
         cursor = db.conn.execute(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, lease_until = 0, lease_owner = NULL"
-            " WHERE submission_id = ? AND kind = 'owner'",
-            [now, submission_id],
+            # created_at restarts too: the give-up window is counted from the owner's resend.
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, created_at = ?, lease_until = 0,"
+            " lease_owner = NULL WHERE submission_id = ? AND kind = 'owner'",
+            [now, now, submission_id],
         )
     return cursor.rowcount
 

@@ -150,3 +150,17 @@ def test_retry_delay_grows_to_the_maximum():
     assert 8 <= first <= 12 <= 15
     assert mailer.retry_delay(5, config) > mailer.retry_delay(2, config)
     assert 3240 <= mailer.retry_delay(20, config) <= 3600
+
+
+def test_resend_after_giving_up_gets_a_fresh_retry_window(client, app, db, smtp_server):
+    app.config["GIVE_UP_SECONDS"] = 1
+    smtp_server.handler.replies = ["550 5.7.1 Rejected"]
+    submit(client)
+    deliver_all(app, db)
+    [row] = db.conn.execute("SELECT * FROM outbox").fetchall()
+    assert row["state"] == "failed"
+    time.sleep(1.1)  # older than the give-up window now
+    smtp_server.handler.replies = ["451 4.3.0 Busy"]
+    storage.requeue(db, row["submission_id"], time.time())
+    deliver_all(app, db)
+    assert db.conn.execute("SELECT state FROM outbox").fetchone()[0] == "pending"  # retried, not given up
