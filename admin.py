@@ -33,7 +33,8 @@ CHART_DAYS = (30, 90)
 CHART_HEIGHT = 120
 CSV_FLUSH_ROWS = 200
 # OWASP's CSV-injection rule: a spreadsheet reads a cell starting with one of these as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
+# A leading ' is escaped too, so the rule reads back exactly: drop the first ' of a cell that has one.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "'")
 BASE_COLUMNS = ("id", "form", "status", "received_at", "name", "email", "phone", "subject", "message")
 TAIL_COLUMNS = ("page", "language", "reply_to", "mail_subject", "ip", "user_agent", "spam_reason", "note",
                 "status_by", "status_at", "delivery")

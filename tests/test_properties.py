@@ -117,3 +117,17 @@ def test_routes_without_login_answer_no_data(app):
             else:
                 assert path.startswith(public_prefixes)
     assert checked >= 5
+
+
+@relaxed
+@given(cells=st.lists(st.text(max_size=60), min_size=1, max_size=6))
+def test_csv_cells_never_start_a_formula_and_read_back_equal(cells):
+    import csv
+    import io
+
+    from admin import FORMULA_STARTS, neutralise_formula
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([neutralise_formula(cell) for cell in cells])
+    [row] = list(csv.reader(io.StringIO(buffer.getvalue(), newline="")))
+    assert not any(cell.startswith(FORMULA_STARTS[:-1]) for cell in row)
+    assert [cell[1:] if cell.startswith("'") else cell for cell in row] == cells
