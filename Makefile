@@ -20,14 +20,27 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(VENV)/.runtime
 
 translations: $(VENV)/.runtime
-	@if ls translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel compile -f -d translations; fi
+	@set -e; for lang in ru it hy hi; do \
+	  po=translations/$$lang/LC_MESSAGES/messages.po; mo=translations/$$lang/LC_MESSAGES/messages.mo; \
+	  test -f "$$po" || { echo "make translations: $$po is missing" >&2; exit 1; }; \
+	  rm -f "$$mo"; \
+	  $(BIN)/python -c 'import sys; from babel.messages.pofile import read_po; read_po(open(sys.argv[1], "rb"), abort_invalid=True)' "$$po" \
+	    || { echo "make translations: $$po cannot be parsed (see above)" >&2; exit 1; }; \
+	  if command -v msgfmt >/dev/null; then msgfmt --check -o /dev/null "$$po" \
+	    || { echo "make translations: msgfmt --check rejects $$po" >&2; exit 1; }; fi; \
+	  $(BIN)/pybabel compile -d translations -l $$lang --statistics \
+	    || { echo "make translations: $$po has errors (see above)" >&2; exit 1; }; \
+	  test -s "$$mo" || { echo "make translations: $$mo was not built (is the whole catalog marked fuzzy?)" >&2; exit 1; }; \
+	done
 
 run: $(VENV)/.runtime translations
 	$(BIN)/flask --app app init-db
 	PORT=$(PORT) exec $(BIN)/gunicorn -c gunicorn.conf.py "app:create_app()"
 
+# Browser tests use Debian's Chromium, and Noto fonts so Armenian and Devanagari screenshots show real letters.
 chromium:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+	@command -v chromium >/dev/null && dpkg -s fonts-noto-core >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-core; }
 
 wrk:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; }
