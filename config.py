@@ -37,7 +37,7 @@ DEFAULTS = {
     "ALLOWED_ORIGINS": "",
     "FORMS": "",
     "LANGUAGE": "",  # empty: the visitor's Accept-Language
-    "FORM_TITLE": "Contact us",
+    "FORM_TITLE": "",  # empty: "Contact us" in the page's language
     "REDIRECT": "",
     "TIMEZONE": "UTC",
     "RATE_LIMIT": "10 per minute;100 per day",

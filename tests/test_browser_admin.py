@@ -5,24 +5,11 @@ from pathlib import Path
 
 import pytest
 from inbox_fixtures import OWNER, PASSWORD, PASSWORD_HASH
-from playwright.sync_api import expect, sync_playwright
+from conftest import ARTIFACTS
+from playwright.sync_api import expect
 
 import storage
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-@pytest.fixture
-def browser():
-    # Never a downloaded browser and never a skip: `make test` installs Debian's chromium when it is missing.
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (make chromium)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -5,16 +5,13 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, count_rows, free_port
-from playwright.sync_api import expect, sync_playwright
+from conftest import ARTIFACTS, ROOT, count_rows, free_port
+from playwright.sync_api import expect
 
 import storage
 
 EXAMPLE = ROOT / "examples" / "business-card"
 PLACEHOLDER = "http://localhost:8000"  # the Postbox address the example pages are written with
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 
 
 class ExampleSiteHandler(SimpleHTTPRequestHandler):
@@ -56,14 +53,6 @@ class ExampleSite:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
