@@ -183,7 +183,7 @@ def store(form, submission):
     notification = None if reason else {
         "kind": "owner", "message_id": mailer.new_message_id(), "recipients": form.owners,
     }
-    submission_id = storage.save_submission(db, record, notification)
+    submission_id = current_app.extensions["postbox.writer"].save(record, notification)
     if reason:
         current_app.logger.info("submission %s to form %s kept as spam: %s", submission_id, form.key, reason)
     else:

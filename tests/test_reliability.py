@@ -101,3 +101,20 @@ def test_kill_9_loses_nothing_and_claimed_message_is_sent_later(live_server_fact
     while rows(db_path, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'") != [(3,)]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_concurrent_requests_share_commits_and_each_is_stored_once(app, smtp_server):
+    """Group commit: 50 simultaneous submissions, each answered with its own id, each row and outbox row stored."""
+    def send(index):
+        with app.test_client() as client:
+            return client.post("/contactus", json={**VALID, "message": f"burst {index}"}).json["id"]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        ids = list(pool.map(send, range(50)))
+    assert sorted(ids) == list(range(1, 51))
+    stored = rows(app.config["DATABASE"], "SELECT s.id, s.message, o.id FROM submissions s JOIN outbox o"
+                                          " ON o.submission_id = s.id ORDER BY s.id")
+    assert len(stored) == 50
+    assert {message for _, message, _ in stored} == {f"burst {index}" for index in range(50)}
+    by_id = dict((submission_id, message) for submission_id, message, _ in stored)
+    assert all(by_id[submission_id] == f"burst {index}" for index, submission_id in enumerate(ids))
