@@ -3,6 +3,7 @@ import logging
 import os
 
 import click
+from babel import Locale
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask, g, jsonify, make_response, render_template, request
 from flask_babel import Babel, get_locale
@@ -86,14 +87,18 @@ def _configure_logging(app):
     app.logger.setLevel(logging.INFO)
 
 
+# Parsed once: Locale.parse looks on disk each time it is given a string.
+LOCALES = {language: Locale.parse(language) for language in LANGUAGES}
+
+
 def select_language():
     """Pick the page's language: the view's choice, else ?lang=, else the browser's."""
     language = g.get("language")
-    if language in LANGUAGES:
-        return language
-    if request and request.args.get("lang") in LANGUAGES:
-        return request.args["lang"]
-    return request.accept_languages.best_match(LANGUAGES) if request else "en"
+    if language not in LANGUAGES:
+        language = request.args.get("lang") if request else None
+    if language not in LANGUAGES:
+        language = (request.accept_languages.best_match(LANGUAGES) if request else None) or "en"
+    return LOCALES[language]
 
 
 def security_headers(response):

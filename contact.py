@@ -157,8 +157,10 @@ def submit(form_key):
     if not pairs:
         return refuse(form, 400, _("The form is empty."), "EMPTY")
     # _language must be known before validating: the messages are translated as they are made.
-    g.language = choose_language(form, {"_language": next((v for k, v in pairs if k == "_language"), None)})
-    refresh()  # flask-babel cached the locale the first time _() ran in this request
+    language = choose_language(form, {"_language": next((v for k, v in pairs if k == "_language"), None)})
+    if language != g.language:
+        g.language = language
+        refresh()  # flask-babel cached the locale the first time _() ran in this request
     submission, contact_form, errors = validate_submission(pairs)
     if errors:
         return invalid(form, contact_form, errors)

@@ -186,30 +186,31 @@ def retry_delay(attempts, config):
 def deliver_due(app, db, owner):
     """Send one batch of due messages over one connection; return how many were claimed."""
     config = app.config
-    now = time.time()
-    batch = storage.claim_due_messages(db, owner, now, config["LEASE_SECONDS"], config["BATCH_SIZE"])
+    batch = storage.claim_due_messages(db, owner, time.time(), config["LEASE_SECONDS"], config["BATCH_SIZE"])
     if not batch:
         return 0
-    transport = transport_for(config)
-    with app.app_context():
-        try:
-            with transport:
-                _send_batch(app, db, owner, transport, batch)
-        except (smtplib.SMTPException, OSError) as error:
-            # The connection itself failed (connect, TLS, login, or a drop mid-batch).
-            for message in batch:
-                if not message.get("done"):
-                    _record_failure(db, owner, message, error, config)
+    outcomes = []
+    # One commit for the batch's results, not one per message: a crash before it means those messages
+    # are sent again after their lease, with the same Message-ID, never that one is lost.
+    try:
+        with app.app_context(), transport_for(config) as transport:
+            _send_batch(app, db, transport, batch, outcomes)
+    except (smtplib.SMTPException, OSError) as error:
+        # The connection itself failed (connect, TLS, login, or a drop mid-batch).
+        done = {outcome["outbox_id"] for outcome in outcomes}
+        outcomes += [_failure(message, error, config) for message in batch if message["id"] not in done]
+    finally:
+        storage.record_outcomes(db, owner, outcomes)
     return len(batch)
 
 
-def _send_batch(app, db, owner, transport, batch):
+def _send_batch(app, db, transport, batch, outcomes):
     forms = app.config["FORM_DEFINITIONS"]
     for message in batch:
         submission = storage.get_submission(db, message["submission_id"])
         if submission is None:
-            storage.mark_failed(db, message["id"], owner, time.time(), "the submission was deleted")
-            message["done"] = True
+            outcomes.append({"outbox_id": message["id"], "outcome": "failed", "now": time.time(),
+                             "detail": "the submission was deleted"})
             continue
         form = forms.get(submission["form"]) or forms["contactus"]
         email = build_owner_message(submission, message, form)
@@ -217,29 +218,28 @@ def _send_batch(app, db, owner, transport, batch):
             detail = transport.send(email, app.config["MAIL_FROM"], message["recipients"])
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as error:
             # The server answered: the connection is still good for the next message.
-            _record_failure(db, owner, message, error, app.config)
+            outcomes.append(_failure(message, error, app.config))
         else:
-            storage.mark_sent(db, message["id"], owner, time.time(), detail)
+            outcomes.append({"outbox_id": message["id"], "outcome": "sent", "now": time.time(), "detail": detail})
             log.info("sent submission %s to %s via %s", submission["id"], ", ".join(message["recipients"]),
                      transport.describe())
-        message["done"] = True
 
 
-def _record_failure(db, owner, message, error, config):
+def _failure(message, error, config):
+    """Decide what a failed attempt means: a retry at a later time, or a permanent failure."""
     kind, detail = classify(error)
     now = time.time()
     attempts = message["attempts"] + 1
     if kind == "retry" and now - message["created_at"] > config["GIVE_UP_SECONDS"]:
         kind, detail = "failed", f"gave up after {attempts} attempts; last error: {detail}"
     if kind == "failed":
-        storage.mark_failed(db, message["id"], owner, now, detail)
         log.error("delivery of submission %s failed permanently: %s", message["submission_id"], detail)
-    else:
-        delay = retry_delay(attempts, config)
-        storage.schedule_retry(db, message["id"], owner, now, now + delay, detail)
-        log.warning("delivery of submission %s failed (attempt %d), retrying in %.0f s: %s",
-                    message["submission_id"], attempts, delay, detail)
-    message["done"] = True
+        return {"outbox_id": message["id"], "outcome": "failed", "now": now, "detail": detail}
+    delay = retry_delay(attempts, config)
+    log.warning("delivery of submission %s failed (attempt %d), retrying in %.0f s: %s",
+                message["submission_id"], attempts, delay, detail)
+    return {"outbox_id": message["id"], "outcome": "retry", "now": now, "detail": detail,
+            "next_attempt_at": now + delay}
 
 
 class DeliveryWorker:

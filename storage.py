@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from flask import current_app, g
+from flask import current_app
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -109,17 +109,27 @@ def open_db(path):
     return Database(conn, execute_plugins=False)
 
 
+_thread_connections = threading.local()
+# One writer at a time inside a process: waiting here is woken at once, where SQLite's busy handler
+# would sleep in growing steps. Between processes, SQLite's lock and busy timeout still arbitrate.
+_write_lock = threading.RLock()
+
+
 def get_db():
-    """Return this request's (or app context's) connection, opening it on first use."""
-    if "db" not in g:
-        g.db = open_db(current_app.config["DATABASE"])
-    return g.db
+    """Return this thread's connection to the app's database, opened once and reused by its requests."""
+    path = current_app.config["DATABASE"]
+    connections = _thread_connections.__dict__.setdefault("by_path", {})
+    db = connections.get(path)
+    if db is None:
+        db = connections[path] = open_db(path)
+    return db
 
 
 def close_db(exception=None):
-    db = g.pop("db", None)
-    if db is not None:
-        db.close()
+    """End a request: leave no transaction open on the thread's connection."""
+    db = _thread_connections.__dict__.get("by_path", {}).get(current_app.config["DATABASE"])
+    if db is not None and db.conn.in_transaction:
+        db.conn.rollback()
 
 
 def init_app(app):
@@ -136,14 +146,15 @@ def init_app(app):
 @contextmanager
 def write_transaction(db):
     """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'."""
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.conn.rollback()
-        raise
-    else:
-        db.conn.commit()
+    with _write_lock:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.rollback()
+            raise
+        else:
+            db.conn.commit()
 
 
 def migrate(db):
@@ -315,37 +326,52 @@ def claim_due_messages(db, owner, now, lease_seconds, limit):
     return messages
 
 
-def _finish(db, outbox_id, owner, now, outcome, detail, assignments, params):
+_OUTCOMES = {
+    "sent": ("state = 'sent', sent_at = :now, attempts = attempts + 1, last_error = NULL"),
+    "retry": ("attempts = attempts + 1, next_attempt_at = :next_attempt_at, last_error = :detail"),
+    "failed": ("state = 'failed', attempts = attempts + 1, last_error = :detail"),
+}
+
+
+def record_outcomes(db, owner, outcomes):
+    """Record a batch's results in one transaction; return the ids whose lease had passed to another worker.
+
+    Each outcome is a dict: outbox_id, outcome ('sent', 'retry' or 'failed'), now, detail, and for a
+    retry next_attempt_at.
+    """
+    lost = []
     with write_transaction(db):
-        cursor = db.conn.execute(
-            f"UPDATE outbox SET {assignments}, lease_until = 0, lease_owner = NULL"
-            " WHERE id = ? AND lease_owner = ?",
-            [*params, outbox_id, owner],
-        )
-        if cursor.rowcount:
-            db.conn.execute(
-                "INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (?, ?, ?, ?)",
-                [outbox_id, now, outcome, detail],
-            )
-    return bool(cursor.rowcount)
+        for item in outcomes:
+            params = {"next_attempt_at": None, "detail": "", **item, "owner": owner}
+            cursor = db.conn.execute(
+                f"UPDATE outbox SET {_OUTCOMES[item['outcome']]}, lease_until = 0, lease_owner = NULL"
+                " WHERE id = :outbox_id AND lease_owner = :owner", params)
+            if cursor.rowcount:
+                db.conn.execute("INSERT INTO delivery_log (outbox_id, at, outcome, detail)"
+                                " VALUES (:outbox_id, :now, :outcome, :detail)", params)
+            else:
+                lost.append(item["outbox_id"])
+    return lost
+
+
+def _record_one(db, owner, **outcome):
+    return not record_outcomes(db, owner, [outcome])
 
 
 def mark_sent(db, outbox_id, owner, now, detail=""):
     """Record a delivery; returns False when the lease had passed to another worker."""
-    return _finish(db, outbox_id, owner, now, "sent", detail,
-                   "state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL", [now])
+    return _record_one(db, owner, outbox_id=outbox_id, outcome="sent", now=now, detail=detail)
 
 
 def schedule_retry(db, outbox_id, owner, now, next_attempt_at, error):
     """Record a temporary failure and when to try again."""
-    return _finish(db, outbox_id, owner, now, "retry", error,
-                   "attempts = attempts + 1, next_attempt_at = ?, last_error = ?", [next_attempt_at, error])
+    return _record_one(db, owner, outbox_id=outbox_id, outcome="retry", now=now, detail=error,
+                       next_attempt_at=next_attempt_at)
 
 
 def mark_failed(db, outbox_id, owner, now, error):
     """Record a permanent failure; the submission stays, and the owner can resend it."""
-    return _finish(db, outbox_id, owner, now, "failed", error,
-                   "state = 'failed', attempts = attempts + 1, last_error = ?", [error])
+    return _record_one(db, owner, outbox_id=outbox_id, outcome="failed", now=now, detail=error)
 
 
 def release(db, outbox_ids, owner):
