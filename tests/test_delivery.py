@@ -1,6 +1,7 @@
 """Delivery: the owner's email reaches a real SMTP server once, with the right headers, and survives failures."""
 import time
 
+import pytest
 from conftest import VALID, count_rows, deliver_all
 
 import mailer
@@ -164,3 +165,29 @@ def test_resend_after_giving_up_gets_a_fresh_retry_window(client, app, db, smtp_
     storage.requeue(db, row["submission_id"], time.time())
     deliver_all(app, db)
     assert db.conn.execute("SELECT state FROM outbox").fetchone()[0] == "pending"  # retried, not given up
+
+
+@pytest.mark.parametrize("kind", ["html form", "form accepting json", "json body"])
+def test_each_client_kind_is_stored_and_delivered_exactly_once(client, app, db, smtp_server, kind):
+    if kind == "html form":
+        response = client.post("/contactus", data=VALID)
+        assert response.status_code == 303
+    elif kind == "form accepting json":
+        response = client.post("/contactus", data=VALID, headers={"Accept": "application/json"})
+        assert response.status_code == 200 and response.json["ok"]
+    else:
+        response = client.post("/contactus", json=VALID)
+        assert response.status_code == 200 and response.json["ok"]
+    assert count_rows(db, "submissions") == 1
+    worker = mailer.start_worker(app)
+    smtp_server.wait_for(1)
+    time.sleep(0.5)  # a second delivery would arrive now
+    worker.stop()
+    [received] = smtp_server.messages
+    message = received["message"]
+    assert received["rcpt_tos"] == ["owner@florist.example"]
+    assert message["From"].addresses[0].addr_spec == "forms@florist.example"
+    assert message["Reply-To"].addresses[0].addr_spec == VALID["email"]
+    assert VALID["name"] in message["Subject"] and message["Message-ID"] and message["Date"]
+    assert VALID["message"] in message.get_content()
+    assert count_rows(db, "outbox", "state = 'sent'") == 1
