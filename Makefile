@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench translations chromium wrk clean
+.PHONY: run test bench translations chromium office wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,12 +40,16 @@ run: $(VENV)/.runtime translations
 # Browser tests use Debian's Chromium, and Noto fonts so Armenian and Devanagari screenshots show real letters.
 chromium:
 	@command -v chromium >/dev/null && dpkg -s fonts-noto-core >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-core; }
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-core; }
+
+# The export test opens the CSV in LibreOffice Calc, as the owner would.
+office:
+	@command -v soffice >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libreoffice-calc-nogui; }
 
 wrk:
-	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; }
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 
-test: $(VENV)/.dev translations chromium
+test: $(VENV)/.dev translations chromium office
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev translations wrk
