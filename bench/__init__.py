@@ -1,0 +1,1 @@
+"""`python -m bench.run`: Postbox against its references, measured side by side in one run."""
