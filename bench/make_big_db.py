@@ -42,14 +42,16 @@ STATUSES = ["new"] * 3 + ["in_progress", "answered", "answered", "answered", "sp
 DELIVERY = ["sent"] * 18 + ["failed", "pending"]
 
 
-def make_rows(count, start_id, now, rng):
+def make_rows(count, start_id, now, rng, last_id):
     submissions, outbox = [], []
     for offset in range(count):
         submission_id = start_id + offset
         language = rng.choice(list(PEOPLE))
         names, subjects, messages = PEOPLE[language]
         name = rng.choice(names)
-        received = now - timedelta(seconds=rng.uniform(0, 365 * 24 * 3600))
+        # Ids and times rise together over a year, as in a real inbox (a few seconds of jitter).
+        age = 365 * 24 * 3600 * (last_id - submission_id) / last_id
+        received = now - timedelta(seconds=age + rng.uniform(0, 5))
         status = rng.choice(STATUSES)
         submissions.append((
             submission_id, rng.choice(["contactus", "contactus", "wedding"]),
@@ -77,7 +79,7 @@ def main(path, total):
     start_id = (db.conn.execute("SELECT MAX(id) FROM submissions").fetchone()[0] or 0) + 1
     started = time.monotonic()
     for done in range(0, total, BATCH):
-        submissions, outbox = make_rows(min(BATCH, total - done), start_id + done, now, rng)
+        submissions, outbox = make_rows(min(BATCH, total - done), start_id + done, now, rng, start_id + total)
         with storage.write_transaction(db):
             db.conn.executemany(
                 "INSERT INTO submissions (id, form, received_at, name, email, phone, subject, message, extra, page,"

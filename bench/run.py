@@ -419,15 +419,11 @@ def scenario_delivery(table, settings, workdir):
 # --- Big databases for 4 and 5 ------------------------------------------------------------------
 
 def big_database(rows, workdir):
-    """Return a cached database of `rows` realistic submissions, made by the admin's generator when present."""
+    """Return a cached database of `rows` realistic submissions, made by bench/make_big_db.py."""
     CACHE.mkdir(exist_ok=True)
-    if (BENCH / "make_big_db.py").exists():
-        name, command = "make_big_db", [PYTHON, str(BENCH / "make_big_db.py")]
-    else:
-        name, command = "generate_submissions", [PYTHON, "-m", "bench.generate_submissions"]
+    name, command = "make_big_db", [PYTHON, str(BENCH / "make_big_db.py")]
     # The generator's own hash is in the name: when it changes, its old databases are stale.
-    source = BENCH / ("make_big_db.py" if name == "make_big_db" else "generate_submissions.py")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:8]
+    digest = hashlib.sha256((BENCH / "make_big_db.py").read_bytes()).hexdigest()[:8]
     path = CACHE / f"{name}-{rows}-{digest}.sqlite3"
     if not path.exists():
         for stale in CACHE.glob(f"{name}-{rows}-*.sqlite3*"):
