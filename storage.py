@@ -5,7 +5,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from sqlite_utils import Database
@@ -96,6 +96,42 @@ def m004_inbox_indexes(db):
 def m005_duplicate_check_index(db):
     # The duplicate rule looks up one address's recent messages: without this it scans minutes of traffic.
     db["submissions"].create_index(["email", "received_at"])
+
+
+# A submission's quarter hour of UTC received_at, as text ("2026-02-20T01:30"): every time zone's days start on one.
+QUARTER_OF = "substr({row}.received_at, 1, 14) || printf('%02d', substr({row}.received_at, 15, 2) / 15 * 15)"
+
+
+@migrations()
+def m006_inbox_counts(db):
+    # Counts kept by triggers, so the inbox's counts and chart sum a few thousand rows, not every submission:
+    # per form and status (the unfiltered counts), and per UTC quarter hour as well (date ranges, the chart).
+    db.conn.execute("CREATE TABLE inbox_totals (form TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,"
+                    " PRIMARY KEY (form, status)) WITHOUT ROWID")
+    db.conn.execute("CREATE TABLE inbox_quarters (quarter TEXT NOT NULL, form TEXT NOT NULL, status TEXT NOT NULL,"
+                    " n INTEGER NOT NULL, PRIMARY KEY (quarter, form, status)) WITHOUT ROWID")
+    count_new = (
+        "INSERT INTO inbox_totals (form, status, n) VALUES (new.form, new.status, 1)"
+        " ON CONFLICT (form, status) DO UPDATE SET n = n + 1;"
+        f" INSERT INTO inbox_quarters (quarter, form, status, n) VALUES ({QUARTER_OF.format(row='new')},"
+        " new.form, new.status, 1) ON CONFLICT (quarter, form, status) DO UPDATE SET n = n + 1;")
+    old_quarter = f"quarter = {QUARTER_OF.format(row='old')} AND form = old.form AND status = old.status"
+    uncount_old = (
+        "UPDATE inbox_totals SET n = n - 1 WHERE form = old.form AND status = old.status;"
+        f" UPDATE inbox_quarters SET n = n - 1 WHERE {old_quarter};"
+        f" DELETE FROM inbox_quarters WHERE {old_quarter} AND n = 0;")
+    db.conn.execute(f"CREATE TRIGGER inbox_counts_insert AFTER INSERT ON submissions BEGIN {count_new} END")
+    db.conn.execute(f"CREATE TRIGGER inbox_counts_delete AFTER DELETE ON submissions BEGIN {uncount_old} END")
+    db.conn.execute("CREATE TRIGGER inbox_counts_update AFTER UPDATE OF form, status, received_at ON submissions"
+                    " WHEN old.form IS NOT new.form OR old.status IS NOT new.status"
+                    f" OR old.received_at IS NOT new.received_at BEGIN {uncount_old} {count_new} END")
+    db.conn.execute("INSERT INTO inbox_quarters (quarter, form, status, n)"
+                    f" SELECT {QUARTER_OF.format(row='submissions')}, form, status, COUNT(*) FROM submissions"
+                    " GROUP BY 1, 2, 3")
+    db.conn.execute("INSERT INTO inbox_totals (form, status, n)"
+                    " SELECT form, status, SUM(n) FROM inbox_quarters GROUP BY form, status")
+    # Covers DELIVERY_STATE (the latest owner's email of a submission): the export reads it for every row.
+    db["outbox"].create_index(["submission_id", "kind", "id", "state"])
 
 
 def open_db(path):
@@ -467,9 +503,16 @@ def _where(filters):
     return " AND ".join(clauses) or "1", params
 
 
-def list_submissions(db, filters, after=None, limit=50):
-    """Return one page of submissions, newest first, after the (received_at, id) cursor of the previous page."""
+def list_submissions(db, filters, after=None, limit=50, many_matches=False):
+    """Return one page of submissions, newest first, after the (received_at, id) cursor of the previous page.
+
+    With a search that matches many rows, say many_matches=True: the page then walks the newest rows and keeps
+    the matching ones, where otherwise it would fetch and sort every match.
+    """
     where, params = _where(filters)
+    if many_matches:
+        # The unary + keeps SQLite from driving the query by the matches' ids; it walks an index by time instead.
+        where = where.replace("submissions.id IN (SELECT rowid", "+submissions.id IN (SELECT rowid", 1)
     if after:
         where += " AND (submissions.received_at, submissions.id) < (?, ?)"
         params += [after[0], after[1]]
@@ -481,29 +524,87 @@ def list_submissions(db, filters, after=None, limit=50):
     return [decode_submission(row) for row in rows]
 
 
-def status_counts(db, filters):
-    """Count the submissions matching the filters, by status."""
-    where, params = _where(filters)
-    rows = db.conn.execute(f"SELECT status, COUNT(*) FROM submissions WHERE {where} GROUP BY status", params)
+def status_counts(db, filters, at_most=None):
+    """Count the submissions matching the filters, by status.
+
+    Without a search the counts come from the tables the triggers of m006 keep, whatever the table's size.
+    A search counts its matches one by one; at_most stops after that many plus one, so a caller can say "1,000+".
+    """
     counts = dict.fromkeys(STATUSES, 0)
-    counts.update({row[0]: row[1] for row in rows})
+    if filters.get("q") and search_query(filters["q"]):
+        counts.update(_count_matches(db, filters, at_most))
+        return counts
+    for status, count in _kept_counts(db, filters):
+        counts[status] = counts.get(status, 0) + count
     return counts
+
+
+def _count_matches(db, filters, at_most):
+    where, params = _where({**filters, "q": ""})
+    limit = "" if at_most is None else f" LIMIT {int(at_most) + 1}"
+    # A join, not "id IN (...)": the matches stream from the index, so LIMIT stops the work early.
+    rows = db.conn.execute(
+        "SELECT status, COUNT(*) FROM (SELECT submissions.status FROM submissions_fts"
+        " JOIN submissions ON submissions.id = submissions_fts.rowid"
+        f" WHERE submissions_fts MATCH ? AND {where}{limit}) GROUP BY status",
+        [search_query(filters["q"]), *params])
+    return {row[0]: row[1] for row in rows}
+
+
+def quarter_of(iso_text):
+    """The UTC quarter hour a UTC ISO time falls in, as m006's triggers write it."""
+    return f"{iso_text[:14]}{int(iso_text[14:16]) // 15 * 15:02d}"
+
+
+def _quarter_start(quarter):
+    return f"{quarter}:00.000000+00:00"
+
+
+def _next_quarter(quarter):
+    start = datetime.fromisoformat(_quarter_start(quarter)) + timedelta(minutes=15)
+    return start.isoformat(timespec="minutes")[:16]
+
+
+def _kept_counts(db, filters):
+    """Yield (status, count) pairs summing to the counts for the filters (no search) from m006's tables."""
+    kept, params = [], []
+    for name in ("status", "form"):
+        if filters.get(name):
+            kept.append(f"{name} = ?")
+            params.append(filters[name])
+    since, before = filters.get("since"), filters.get("before")
+    if not since and not before:
+        where = " AND ".join(kept) or "1"
+        yield from db.conn.execute(f"SELECT status, SUM(n) FROM inbox_totals WHERE {where} GROUP BY status", params)
+        return
+    # Whole quarters come from inbox_quarters; a bound inside a quarter (no time zone has one today, but
+    # history does) has the rest of its quarter counted row by row, which is one quarter's rows at most.
+    first = None if not since else quarter_of(since) if since == _quarter_start(quarter_of(since)) \
+        else _next_quarter(quarter_of(since))
+    last = None if not before else quarter_of(before)
+    if first and last and first >= last:
+        yield from _counted_rows(db, kept, params, since, before)
+        return
+    if since and since < _quarter_start(first):
+        yield from _counted_rows(db, kept, params, since, _quarter_start(first))
+    if before and before > _quarter_start(last):
+        yield from _counted_rows(db, kept, params, _quarter_start(last), before)
+    ranges = [("quarter >= ?", first), ("quarter < ?", last)]
+    where = " AND ".join(kept + [clause for clause, bound in ranges if bound])
+    bounds = [bound for _, bound in ranges if bound]
+    yield from db.conn.execute(f"SELECT status, SUM(n) FROM inbox_quarters WHERE {where} GROUP BY status",
+                               [*params, *bounds])
+
+
+def _counted_rows(db, kept, params, since, before):
+    where = " AND ".join(kept + ["received_at >= ?", "received_at < ?"])
+    yield from db.conn.execute(f"SELECT status, COUNT(*) FROM submissions WHERE {where} GROUP BY status",
+                               [*params, since, before])
 
 
 def form_keys(db):
     """Return the forms that have submissions."""
-    # A skip-scan of the (form, received_at) index: one probe per form, not a pass over every row.
-    rows = db.conn.execute(
-        "WITH RECURSIVE forms(form) AS (SELECT MIN(form) FROM submissions"
-        " UNION ALL SELECT (SELECT MIN(form) FROM submissions WHERE form > forms.form) FROM forms"
-        " WHERE forms.form IS NOT NULL) SELECT form FROM forms WHERE form IS NOT NULL")
-    return [row[0] for row in rows]
-
-
-def statuses_since(db, since):
-    """Yield (received_at, status) for every submission received since the given UTC ISO time."""
-    yield from db.conn.execute(
-        "SELECT received_at, status FROM submissions WHERE received_at >= ? ORDER BY received_at", [since])
+    return [row[0] for row in db.conn.execute("SELECT form FROM inbox_totals GROUP BY form HAVING SUM(n) > 0")]
 
 
 def get_submission_with_delivery(db, submission_id):
@@ -569,12 +670,57 @@ def purge_received_before(db, cutoff):
 def extra_field_names(db, filters):
     """Return the union of the matching submissions' extra field names, in first-seen order."""
     where, params = _where(filters)
-    names = {}
+    # One pass in SQLite: each name's first sighting as (received_at, id, place in its object), sortable as text.
     rows = db.conn.execute(
-        f"SELECT extra FROM submissions WHERE {where} AND extra != '{{}}' ORDER BY received_at, id", params)
-    for (extra,) in rows:
-        names.update(dict.fromkeys(json.loads(extra)))
-    return list(names)
+        "SELECT fields.key, MIN(printf('%s %020d %010d', submissions.received_at, submissions.id, fields.id))"
+        f" AS first_seen FROM submissions, json_each(submissions.extra) AS fields WHERE {where}"
+        " AND submissions.extra != '{}' GROUP BY fields.key ORDER BY first_seen", params)
+    return [row[0] for row in rows]
+
+
+# OWASP's CSV-injection rule: a cell starting with one of these bytes gets a leading '. Bytes, not text,
+# because SQLite's text functions stop at a NUL, which is one of them.
+FORMULA_FIRST_BYTES = ", ".join(f"X'{ord(char):02X}'" for char in "=+-@\t\r\n\0'")
+EXPORT_COLUMNS = ("id", "form", "status", "received_at", "name", "email", "phone", "subject", "message", "page",
+                  "language", "reply_to", "mail_subject", "ip", "user_agent", "spam_reason", "note", "status_by",
+                  "status_at")
+
+
+def _spreadsheet_safe(expression):
+    return (f"CASE WHEN substr(CAST({expression} AS BLOB), 1, 1) IN ({FORMULA_FIRST_BYTES})"
+            f" THEN '''' || {expression} ELSE {expression} END")
+
+
+def _extra_value(name):
+    if '"' in name or "\\" in name:
+        # A name a JSON path cannot quote: look it up by key, slower but exact.
+        return "(SELECT value FROM json_each(submissions.extra) WHERE key = ?)", [name]
+    return "json_extract(submissions.extra, ?)", [f'$."{name}"']
+
+
+def iter_export_rows(db, filters, extra_names):
+    """Yield one tuple per matching submission, oldest first, for a spreadsheet.
+
+    The cells are EXPORT_COLUMNS with the extra fields named after "message", then the delivery state, every
+    text cell made safe by OWASP's rule; received_at stays the stored UTC text. A last cell holds the extra
+    fields' JSON when one of them has a NUL, which SQLite cannot extract; it is None otherwise.
+    """
+    where, params = _where(filters)
+    cells = [name if name in ("id", "received_at") else _spreadsheet_safe(f"submissions.{name}")
+             for name in EXPORT_COLUMNS]
+    cell_params = []
+    for place, name in enumerate(extra_names, start=EXPORT_COLUMNS.index("message") + 1):
+        expression, expression_params = _extra_value(name)
+        cells.insert(place, _spreadsheet_safe(expression))
+        cell_params += expression_params * 3
+    cells.append(f"coalesce(nullif({DELIVERY_STATE}, ''),"
+                 " CASE WHEN submissions.status = 'spam' THEN 'not sent (spam)' ELSE '' END)")
+    # SQLite's JSON functions cut a value at a NUL: such rows also bring their extra fields' JSON, for Python.
+    cells.append("CASE WHEN instr(submissions.extra, '\\u0000') THEN submissions.extra END")
+    cursor = db.conn.cursor()
+    cursor.row_factory = None  # plain tuples: a million sqlite3.Row objects cost more than the query
+    yield from cursor.execute(f"SELECT {', '.join(cells)} FROM submissions WHERE {where}"
+                              " ORDER BY received_at, id", [*cell_params, *params])
 
 
 def iter_submissions(db, filters):
