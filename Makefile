@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench translations chromium office wrk clean
+.PHONY: run test bench translations chromium office bench-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,13 +46,15 @@ chromium:
 office:
 	@command -v soffice >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libreoffice-calc-nogui; }
 
-wrk:
-	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+# The load generator and the reference CSV exporter of `make bench`.
+bench-tools:
+	@command -v wrk >/dev/null && command -v sqlite3 >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk sqlite3; }
 
 test: $(VENV)/.dev translations chromium office
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev translations wrk
+bench: $(VENV)/.dev translations bench-tools
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
