@@ -3,7 +3,6 @@ import logging
 import os
 
 import click
-from babel import Locale
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask, g, jsonify, make_response, render_template, request
 from flask_babel import Babel, get_locale
@@ -16,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import config
 import mailer
 import storage
-from config import LANGUAGES
+from config import LANGUAGES, LOCALES
 
 babel = Babel()
 
@@ -85,10 +84,6 @@ def _configure_logging(app):
         logging.getLogger("postbox").addHandler(handler)
         logging.getLogger("postbox").setLevel(logging.INFO)
     app.logger.setLevel(logging.INFO)
-
-
-# Parsed once: Locale.parse looks on disk each time it is given a string.
-LOCALES = {language: Locale.parse(language) for language in LANGUAGES}
 
 
 def select_language():

@@ -7,9 +7,12 @@ import zoneinfo
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from babel import Locale
 from email_validator import EmailNotValidError, validate_email
 
 LANGUAGES = ("en", "ru", "it", "hy", "hi")
+# Parsed once: Locale.parse looks on disk each time it is given a string.
+LOCALES = {language: Locale.parse(language) for language in LANGUAGES}
 OPTIONAL_FIELDS = ("phone", "subject")
 SMTP_SECURITY = ("starttls", "ssl", "none")
 

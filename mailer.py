@@ -20,6 +20,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 import storage
+from config import LOCALES
 
 log = logging.getLogger("postbox.delivery")
 
@@ -44,8 +45,8 @@ def build_owner_message(submission, notification, form):
     """Build the owner's email for a stored submission; needs an app context."""
     config = current_app.config
     received = datetime.fromisoformat(submission["received_at"])
-    language = form.language or submission.get("language") or "en"
-    with force_locale(language):
+    language = form.language or submission.get("language")
+    with force_locale(LOCALES.get(language, LOCALES["en"])):
         context = {
             "submission": submission,
             "form": form,
