@@ -110,6 +110,16 @@ def render_form(form, contact_form, errors, status):
     return page, status
 
 
+@bp.get("/contactus/token", defaults={"form_key": "contactus"})
+@bp.get("/f/<form_key>/token")
+def time_trap_token(form_key):
+    """Give postbox.js the time-trap token the hosted form carries, for a form on the owner's own page."""
+    form = form_settings(form_key)
+    response = with_cors(jsonify(token=spam.form_token(form.key)), form)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.get("/contactus/thanks", defaults={"form_key": "contactus"})
 @bp.get("/f/<form_key>/thanks")
 def thanks(form_key):

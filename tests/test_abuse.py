@@ -210,3 +210,17 @@ def test_trusted_hosts_refuse_a_poisoned_host(config):
     response = client.post("/contactus", data=VALID, base_url="http://evil.example",
                            headers={"Accept": "application/json"})
     assert response.status_code == 400
+
+
+def test_token_endpoint_serves_a_valid_token_to_allowed_sites_only(config, smtp_server):
+    config.update(ALLOWED_ORIGINS="https://florist.example", SPAM_MIN_SECONDS=0)
+    client = create_app(config).test_client()
+    allowed = client.get("/contactus/token", headers={"Origin": "https://florist.example"})
+    assert allowed.status_code == 200 and allowed.headers["Access-Control-Allow-Origin"] == "https://florist.example"
+    assert allowed.headers["Cache-Control"] == "no-store"
+    other = client.get("/f/contactus/token", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    client.post("/contactus", data={**VALID, "_token": allowed.json["token"]})
+    assert client.get("/nope/token").status_code == 404
+    from storage import open_db
+    assert [row[0] for row in open_db(config["DATABASE"]).conn.execute("SELECT status FROM submissions")] == ["new"]

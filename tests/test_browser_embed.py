@@ -166,6 +166,24 @@ def test_script_shows_errors_in_place_then_success(page, site, postbox, smtp_ser
     assert stored(tmp_path) == 1
 
 
+def test_script_form_carries_the_time_trap_token(page, site, live_server_factory, smtp_server, tmp_path):
+    """A bot that runs the page's JavaScript and submits at once is kept as spam; the visitor sees success."""
+    server = live_server_factory(ALLOWED_ORIGINS=site.url, SPAM_MIN_SECONDS=60)
+    site.postbox_url = server.url
+    page.goto(f"{site.url}/script.html")
+    expect(page.locator("form [name=_token]")).to_have_count(1)
+    fill_article_form(page)
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_be_visible()
+    db = storage.open_db(str(tmp_path / "postbox.sqlite3"))
+    try:
+        assert [tuple(row) for row in db.conn.execute("SELECT status, spam_reason FROM submissions")] == [
+            ("spam", "sent too fast after the form was served")]
+        assert count_rows(db, "outbox") == 0
+    finally:
+        db.close()
+
+
 def test_script_finds_forms_by_their_action_alone(page, site, postbox, smtp_server):
     # The article's form has no data-postbox: postbox.js recognises its action instead.
     page.goto(f"{site.url}/plain-action.html")
