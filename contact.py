@@ -73,8 +73,8 @@ def with_cors(response, form):
 
 @bp.after_request
 def cors_on_every_answer(response):
-    """Let allowed sites read every answer of the POST endpoints, errors included (413, 429, 404 too)."""
-    if request.endpoint in ("contact.submit", "contact.preflight"):
+    """Let allowed sites read every answer of the cross-origin endpoints, errors included (413, 429, 404 too)."""
+    if request.endpoint in ("contact.submit", "contact.preflight", "contact.time_trap_token"):
         form = current_app.config["FORM_DEFINITIONS"].get((request.view_args or {}).get("form_key"))
         if form is not None:
             with_cors(response, form)
@@ -115,7 +115,7 @@ def render_form(form, contact_form, errors, status):
 def time_trap_token(form_key):
     """Give postbox.js the time-trap token the hosted form carries, for a form on the owner's own page."""
     form = form_settings(form_key)
-    response = with_cors(jsonify(token=spam.form_token(form.key)), form)
+    response = jsonify(token=spam.form_token(form.key))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -138,7 +138,7 @@ def preflight(form_key):
     form = form_settings(form_key)
     origin = request.headers.get("Origin", "").lower()
     if origin not in form.allowed_origins:
-        return with_cors(jsonify(ok=False, error=_("This site may not send to this form.")), form), 403
+        return jsonify(ok=False, error=_("This site may not send to this form.")), 403
     if request.headers.get("Access-Control-Request-Method", "POST") != "POST":
         # Browsers never show a preflight's body: the status is the whole answer.
         return current_app.response_class(status=405, headers={"Allow": "POST, OPTIONS"})
@@ -146,7 +146,7 @@ def preflight(form_key):
     response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept, Accept-Language, X-Requested-With"
     response.headers["Access-Control-Max-Age"] = "600"
-    return with_cors(response, form)
+    return response
 
 
 @bp.post("/contactus", defaults={"form_key": "contactus"}, provide_automatic_options=False)
@@ -158,14 +158,14 @@ def submit(form_key):
     g.embed_form = form if request.args.get("embed") == "1" else None
     origin = request_origin()
     if origin is not None and not is_allowed_origin(form, origin):
-        return refuse(form, 403, _("This form does not accept messages from %(origin)s. Its owner can add that "
+        return refuse(403, _("This form does not accept messages from %(origin)s. Its owner can add that "
                                    "site to the form's allowed origins.", origin=origin), "FORBIDDEN_ORIGIN")
     try:
         pairs = read_body(request)
     except BadRequestBody as error:
-        return refuse(form, error.status, error.message, error.code)
+        return refuse(error.status, error.message, error.code)
     if not pairs:
-        return refuse(form, 400, _("The form is empty."), "EMPTY")
+        return refuse(400, _("The form is empty."), "EMPTY")
     # _language must be known before validating: the messages are translated as they are made.
     language = choose_language(form, {"_language": next((v for k, v in pairs if k == "_language"), None)})
     if language != g.language:
@@ -243,20 +243,19 @@ def safe_redirect(form, candidate):
 def accepted(form, submission, submission_id):
     target = next_url(form, submission)
     if wants_json():
-        return with_cors(jsonify(ok=True, id=submission_id, next=target,
-                                 message=_("Your message has been received. We will get back to you soon.")), form)
+        return jsonify(ok=True, id=submission_id, next=target,
+                       message=_("Your message has been received. We will get back to you soon."))
     return redirect(target, code=303)
 
 
 def invalid(form, contact_form, errors):
     if wants_json():
-        return with_cors(jsonify(ok=False, error=_("Please correct the highlighted fields."), errors=errors), form), 400
+        return jsonify(ok=False, error=_("Please correct the highlighted fields."), errors=errors), 400
     return render_form(form, contact_form, errors, status=400)
 
 
-def refuse(form, status, message, code):
+def refuse(status, message, code):
     """Answer a request that cannot be a submission at all, as JSON or as a page."""
     if wants_json():
-        return with_cors(jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}]),
-                         form), status
+        return jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}]), status
     return render_template("error.html", status=status, message=message), status
