@@ -12,7 +12,9 @@ from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import admin
 import config
+import contact
 import mailer
 import storage
 from config import LANGUAGES, LOCALES
@@ -53,7 +55,6 @@ def create_app(test_config=None):
     # One limiter per app: its in-memory counts belong to this app alone.
     limiter = app.extensions["postbox.limiter"] = Limiter(key_func=get_remote_address, app=app, headers_enabled=True)
 
-    import contact
     app.register_blueprint(contact.bp)
     if app.config["RATE_LIMIT"]:
         # Decorate the registered view, so the limit belongs to this app's limiter alone.
@@ -62,19 +63,11 @@ def create_app(test_config=None):
             key_func=lambda: f"{get_remote_address()}:{request.view_args.get('form_key', '')}",
         )(app.view_functions["contact.submit"])
 
-    _register_admin(app, limiter)
+    admin.init_app(app, limiter)
     app.register_error_handler(HTTPException, http_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
     return app
-
-
-def _register_admin(app, limiter):
-    try:
-        import admin
-    except ImportError:
-        return
-    admin.init_app(app, limiter)
 
 
 def _configure_logging(app):
@@ -120,9 +113,8 @@ def security_headers(response):
 
 def http_error(error):
     """Answer an HTTP error in the client's language and format: JSON for API clients, else a page."""
-    from contact import wants_json
     message = _error_message(error)
-    if wants_json():
+    if contact.wants_json():
         code = error.name.upper().replace(" ", "_")
         response = jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}])
     else:
