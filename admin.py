@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired
 
 import mailer
 import storage
+from storage import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
@@ -35,12 +36,9 @@ SEARCH_COUNT_LIMIT = 1000
 CHART_DAYS = (30, 90)
 CHART_HEIGHT = 120
 CSV_FLUSH_ROWS = 200
-# OWASP's CSV-injection rule: a spreadsheet reads a cell starting with one of these as a formula.
-# A leading ' is escaped too, so the rule reads back exactly: drop the first ' of a cell that has one.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "'")
-BASE_COLUMNS = ("id", "form", "status", "received_at", "name", "email", "phone", "subject", "message")
-TAIL_COLUMNS = ("page", "language", "reply_to", "mail_subject", "ip", "user_agent", "spam_reason", "note",
-                "status_by", "status_at", "delivery")
+# The export's columns: storage's order, extra fields after the message, the delivery state last.
+BASE_COLUMNS = EXPORT_COLUMNS[:EXPORT_COLUMNS.index("message") + 1]
+TAIL_COLUMNS = (*EXPORT_COLUMNS[len(BASE_COLUMNS):], "delivery")
 STATUS_LABELS = {"new": "new", "in_progress": "in progress", "answered": "answered", "spam": "spam"}
 
 
@@ -413,9 +411,10 @@ def csv_chunks(db, filters, zone, bom=False):
     writer.writerow(csv_columns(extra_names))
     shown = export_time(zone)
     # SQLite made each cell spreadsheet-safe; only the received time is left to show in the owner's zone.
-    tail = 9 + len(extra_names)
+    base = len(BASE_COLUMNS)
+    tail = base + len(extra_names)
     rows = ((row[0], row[1], row[2], shown(row[3]), *row[4:-1]) if row[-1] is None else
-            (row[0], row[1], row[2], shown(row[3]), *row[4:9], *extra_cells(row[-1], extra_names), *row[tail:-1])
+            (row[0], row[1], row[2], shown(row[3]), *row[4:base], *extra_cells(row[-1], extra_names), *row[tail:-1])
             for row in storage.iter_export_rows(db, filters, extra_names))
     while chunk := list(itertools.islice(rows, CSV_FLUSH_ROWS)):
         writer.writerows(chunk)

@@ -678,9 +678,11 @@ def extra_field_names(db, filters):
     return [row[0] for row in rows]
 
 
-# OWASP's CSV-injection rule: a cell starting with one of these bytes gets a leading '. Bytes, not text,
-# because SQLite's text functions stop at a NUL, which is one of them.
-FORMULA_FIRST_BYTES = ", ".join(f"X'{ord(char):02X}'" for char in "=+-@\t\r\n\0'")
+# OWASP's CSV-injection rule: a spreadsheet reads a cell starting with one of these as a formula, so it gets a
+# leading '. A leading ' is escaped too, so the rule reads back exactly: drop the first ' of a cell that has one.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "'")
+# Compared as bytes, not text, because SQLite's text functions stop at a NUL, which is one of them.
+FORMULA_FIRST_BYTES = ", ".join(f"X'{ord(char):02X}'" for char in FORMULA_STARTS)
 EXPORT_COLUMNS = ("id", "form", "status", "received_at", "name", "email", "phone", "subject", "message", "page",
                   "language", "reply_to", "mail_subject", "ip", "user_agent", "spam_reason", "note", "status_by",
                   "status_at")
