@@ -169,7 +169,7 @@ def close_db(exception=None):
 
 
 def init_app(app):
-    """Migrate the database, close each request's connection when it ends, and prepare the group commit."""
+    """Migrate the database, end each request with no transaction open, and prepare the group commit."""
     app.teardown_appcontext(close_db)
     app.extensions["postbox.writer"] = SubmissionWriter(app.config["DATABASE"])
     db = open_db(app.config["DATABASE"])
