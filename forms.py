@@ -139,7 +139,11 @@ def checked_email(value):
     except EmailNotValidError as error:
         raise ValidationError(Problem(_("Please enter a valid email address (%(reason)s).", reason=str(error)),
                                       "TYPE_EMAIL")) from None
-    return result.ascii_email or result.normalized
+    address = result.ascii_email or result.normalized
+    if "=?" in address:
+        # Valid by RFC 5322, but an RFC 2047 encoded word to many mail readers: it could decode into a header.
+        raise ValidationError(Problem(_("Please enter a valid email address."), "TYPE_EMAIL"))
+    return address
 
 
 def phone_number(form, field):
