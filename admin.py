@@ -21,9 +21,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
-import mailer
-import storage
-from storage import EXPORT_COLUMNS, FORMULA_STARTS
+import database
+import inbox_queries
+import outbox
+from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
@@ -70,7 +71,7 @@ def init_app(app, limiter):
     app.cli.add_command(export_command)
     app.cli.add_command(purge_command)
     if app.config["RETENTION_DAYS"]:
-        db = storage.open_db(app.config["DATABASE"])
+        db = database.open_db(app.config["DATABASE"])
         try:
             purge_expired(app, db)
         finally:
@@ -115,7 +116,7 @@ def unknown_user_hash():
 
 def authenticate(db, email, password):
     """Return the user whose email and password these are, or None; as slow for unknown emails as known ones."""
-    user = storage.get_user(db, email.strip().lower())
+    user = inbox_queries.get_user(db, email.strip().lower())
     password_ok = check_password_hash(user["password_hash"] if user else unknown_user_hash(), password)
     return user if user and password_ok else None
 
@@ -126,7 +127,7 @@ def require_login():
     g.user = session.get("user_email")
     if request.endpoint != "admin.login" and not g.user:
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?") if request.method == "GET" else None))
-    if g.user and storage.get_user(storage.get_db(), g.user) is None:
+    if g.user and inbox_queries.get_user(database.get_db(), g.user) is None:
         session.clear()  # the account was removed: its sessions end too
         return redirect(url_for("admin.login"))
     if request.method == "POST":
@@ -143,7 +144,7 @@ def no_store(response):
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(storage.get_db(), form.email.data, form.password.data)
+        user = authenticate(database.get_db(), form.email.data, form.password.data)
         if user:
             session.clear()  # a fresh session at login: no fixation
             session["user_email"] = user["email"]
@@ -173,7 +174,7 @@ def logout():
 def read_filters(args):
     """Read the inbox's filters from the query string; a bad date is reported and ignored."""
     filters = {"q": args.get("q", "").strip(), "status": args.get("status", ""), "form": args.get("form", "")}
-    if filters["status"] not in storage.STATUSES:
+    if filters["status"] not in database.STATUSES:
         filters["status"] = ""
     for name, key, shift in (("from", "since", 0), ("to", "before", 1)):
         text = args.get(name, "").strip()
@@ -202,23 +203,23 @@ def read_cursor(text):
 
 @bp.get("/")
 def inbox():
-    db = storage.get_db()
+    db = database.get_db()
     if current_app.config["RETENTION_DAYS"]:
         purge_expired(current_app, db, at_most_every=3600)
     filters = read_filters(request.args)
     after = read_cursor(request.args.get("after"))
-    counts = storage.status_counts(db, {**filters, "status": ""}, at_most=SEARCH_COUNT_LIMIT)
+    counts = inbox_queries.status_counts(db, {**filters, "status": ""}, at_most=SEARCH_COUNT_LIMIT)
     counts_capped = bool(filters["q"]) and sum(counts.values()) > SEARCH_COUNT_LIMIT
-    rows = storage.list_submissions(db, filters, after=after, limit=PAGE_SIZE + 1, many_matches=counts_capped)
+    rows = inbox_queries.list_submissions(db, filters, after=after, limit=PAGE_SIZE + 1, many_matches=counts_capped)
     next_cursor = f"{rows[PAGE_SIZE - 1]['received_at']}|{rows[PAGE_SIZE - 1]['id']}" if len(rows) > PAGE_SIZE else None
     days = request.args.get("days", type=int)
     days = days if days in CHART_DAYS else CHART_DAYS[0]
     return render_template(
         "admin/inbox.html", rows=rows[:PAGE_SIZE], filters=filters, counts=counts, counts_capped=counts_capped,
         count_limit=SEARCH_COUNT_LIMIT, next_cursor=next_cursor,
-        first_page=after is None, forms=storage.form_keys(db), query_args=query_args, days=days,
-        chart=daily_chart(db, days) if after is None else None, chart_days=CHART_DAYS, statuses=storage.STATUSES,
-        labels=STATUS_LABELS, first_line=first_line,
+        first_page=after is None, forms=inbox_queries.form_keys(db), query_args=query_args, days=days,
+        chart=daily_chart(db, days) if after is None else None, chart_days=CHART_DAYS, statuses=database.STATUSES,
+        labels=STATUS_LABELS, first_line=first_line, problems=outbox.channel_problems(db),
     )
 
 
@@ -238,15 +239,15 @@ def daily_chart(db, days):
     for offset in range(days):
         day = first + timedelta(days=offset)
         bounds = {"since": utc_bound(day), "before": utc_bound(day + timedelta(days=1))}
-        by_status = storage.status_counts(db, bounds)
-        counts[day] = {status: by_status[status] for status in storage.STATUSES}
+        by_status = inbox_queries.status_counts(db, bounds)
+        counts[day] = {status: by_status[status] for status in database.STATUSES}
     peak = max([sum(day.values()) for day in counts.values()] + [1])
     bar_width = 10
     bars = []
     for index, (day, by_status) in enumerate(counts.items()):
         top = CHART_HEIGHT
         segments = []
-        for status in storage.STATUSES:
+        for status in database.STATUSES:
             height = by_status[status] * CHART_HEIGHT / peak
             if height:
                 top -= height
@@ -261,7 +262,7 @@ def daily_chart(db, days):
 # --- One submission and its handling -------------------------------------------------------------------------
 
 def load_submission(submission_id):
-    submission = storage.get_submission_with_delivery(storage.get_db(), submission_id)
+    submission = inbox_queries.get_submission_with_delivery(database.get_db(), submission_id)
     if submission is None:
         abort(404, "There is no such submission; it may have been deleted.")
     return submission
@@ -281,8 +282,8 @@ def detail(submission_id):
     submission = load_submission(submission_id)
     page = submission["page"] if submission["page"].startswith(("https://", "http://")) else ""
     return render_template(
-        "admin/detail.html", s=submission, messages=storage.outbox_for(storage.get_db(), submission_id),
-        reply=reply_link(submission), page_link=page, statuses=storage.STATUSES, labels=STATUS_LABELS,
+        "admin/detail.html", s=submission, messages=outbox.notifications_of(database.get_db(), submission_id),
+        reply=reply_link(submission), page_link=page, statuses=database.STATUSES, labels=STATUS_LABELS,
     )
 
 
@@ -290,9 +291,9 @@ def detail(submission_id):
 def change_status(submission_id):
     load_submission(submission_id)
     status = request.form.get("status", "")
-    if status not in storage.STATUSES:
+    if status not in database.STATUSES:
         abort(400, f"Unknown status {status!r}.")
-    storage.set_status(storage.get_db(), [submission_id], status, g.user)
+    inbox_queries.set_status(database.get_db(), [submission_id], status, g.user)
     flash(f"Marked as {STATUS_LABELS[status]}.", "info")
     return redirect(url_for("admin.detail", submission_id=submission_id))
 
@@ -300,7 +301,7 @@ def change_status(submission_id):
 @bp.post("/s/<int:submission_id>/note")
 def save_note(submission_id):
     load_submission(submission_id)
-    storage.set_note(storage.get_db(), submission_id, request.form.get("note", "").strip()[:10000])
+    inbox_queries.set_note(database.get_db(), submission_id, request.form.get("note", "").strip()[:10000])
     flash("Note saved.", "info")
     return redirect(url_for("admin.detail", submission_id=submission_id))
 
@@ -308,20 +309,30 @@ def save_note(submission_id):
 @bp.post("/s/<int:submission_id>/resend")
 def resend(submission_id):
     submission = load_submission(submission_id)
-    db = storage.get_db()
-    if not storage.requeue(db, submission_id, time.time()):
+    db = database.get_db()
+    outbox_id = request.form.get("outbox_id", type=int)
+    if not outbox.resend(db, submission_id, time.time(), outbox_id) and outbox_id is None:
         forms = current_app.config["FORM_DEFINITIONS"]
         form = forms.get(submission["form"]) or forms["contactus"]
-        storage.queue_owner_message(db, submission_id, {
-            "kind": "owner", "message_id": mailer.new_message_id(), "recipients": form.owners})
-    mailer.wake_worker(current_app)
-    flash("The email will be sent again now.", "info")
+        outbox.queue_for(db, submission_id, outbox.notifications_for(current_app.config, form), time.time())
+    outbox.wake_worker(current_app)
+    flash("The notification will be sent again now." if outbox_id else "Every notification will be sent again now.",
+          "info")
     return redirect(url_for("admin.detail", submission_id=submission_id))
+
+
+@bp.post("/deliver-now")
+def deliver_now():
+    """Send every waiting notification now: after the SMTP password or a webhook was fixed, say."""
+    waiting = outbox.send_all_now(database.get_db(), time.time())
+    outbox.wake_worker(current_app)
+    flash(f"{waiting} waiting notification(s) will be sent now.", "info")
+    return redirect(safe_next(request.form.get("back")))
 
 
 @bp.post("/s/<int:submission_id>/delete")
 def delete(submission_id):
-    storage.delete_submissions(storage.get_db(), [submission_id])
+    inbox_queries.delete_submissions(database.get_db(), [submission_id])
     flash(f"Submission {submission_id} deleted.", "info")
     return redirect(url_for("admin.inbox"))
 
@@ -335,11 +346,11 @@ def bulk():
     if not ids:
         flash("Select at least one submission first.", "error")
         return back
-    db = storage.get_db()
+    db = database.get_db()
     if action == "delete":
-        flash(f"Deleted {storage.delete_submissions(db, ids)} submission(s).", "info")
-    elif action in storage.STATUSES:
-        flash(f"Marked {storage.set_status(db, ids, action, g.user)} submission(s) as {STATUS_LABELS[action]}.", "info")
+        flash(f"Deleted {inbox_queries.delete_submissions(db, ids)} submission(s).", "info")
+    elif action in database.STATUSES:
+        flash(f"Marked {inbox_queries.set_status(db, ids, action, g.user)} submission(s) as {STATUS_LABELS[action]}.", "info")
     else:
         abort(400, f"Unknown action {action!r}.")
     return back
@@ -354,7 +365,7 @@ def purge_expired(app, db, at_most_every=0):
         return 0
     app.extensions["postbox.last_purge"] = time.monotonic()
     cutoff = datetime.now(timezone.utc) - timedelta(days=app.config["RETENTION_DAYS"])
-    deleted = storage.purge_received_before(db, cutoff.isoformat(timespec="microseconds"))
+    deleted = inbox_queries.purge_received_before(db, cutoff.isoformat(timespec="microseconds"))
     if deleted:
         app.logger.info("retention: deleted %d submission(s) received before %s", deleted, cutoff.isoformat())
     return deleted
@@ -404,7 +415,7 @@ def extra_cells(extra_json, extra_names):
 
 def csv_chunks(db, filters, zone, bom=False):
     """Yield the CSV export in chunks of rows: one row per submission, a column per field and extra field."""
-    extra_names = storage.extra_field_names(db, filters)
+    extra_names = inbox_queries.extra_field_names(db, filters)
     buffer = io.StringIO()
     writer = csv.writer(buffer)  # the excel dialect: RFC 4180 quoting and CRLF line ends
     buffer.write("\ufeff" if bom else "")
@@ -415,7 +426,7 @@ def csv_chunks(db, filters, zone, bom=False):
     tail = base + len(extra_names)
     rows = ((row[0], row[1], row[2], shown(row[3]), *row[4:-1]) if row[-1] is None else
             (row[0], row[1], row[2], shown(row[3]), *row[4:base], *extra_cells(row[-1], extra_names), *row[tail:-1])
-            for row in storage.iter_export_rows(db, filters, extra_names))
+            for row in inbox_queries.iter_export_rows(db, filters, extra_names))
     while chunk := list(itertools.islice(rows, CSV_FLUSH_ROWS)):
         writer.writerows(chunk)
         yield buffer.getvalue()
@@ -428,7 +439,7 @@ def json_chunks(db, filters, zone):
     """Yield the JSON export: an array of objects, one per submission, with extra fields under "extra"."""
     yield "["
     separator = "\n"
-    for submission in storage.iter_submissions(db, filters):
+    for submission in inbox_queries.iter_submissions(db, filters):
         yield separator + json.dumps(export_record(submission, zone), ensure_ascii=False)
         separator = ",\n"
     yield "\n]\n"
@@ -440,7 +451,7 @@ def download_name(extension):
 
 def streamed_export(make_chunks):
     """Run an export on its own connection, held exactly as long as the download lasts."""
-    db = storage.open_db(current_app.config["DATABASE"])
+    db = database.open_db(current_app.config["DATABASE"])
     try:
         yield from make_chunks(db)
     finally:
@@ -489,9 +500,9 @@ def create_user_command(email):
     password = read_new_password()
     if len(password) < 10:
         raise click.ClickException("The password must have at least 10 characters.")
-    db = storage.open_db(current_app.config["DATABASE"])
+    db = database.open_db(current_app.config["DATABASE"])
     try:
-        created = storage.create_user(db, email, hash_password(password))
+        created = inbox_queries.create_user(db, email, hash_password(password))
     finally:
         db.close()
     click.echo(f"{'Created' if created else 'Changed the password of'} inbox user {email}.")
@@ -508,7 +519,7 @@ def export_command(file_format, output, bom):
 
     Example: flask --app app export --format csv --output submissions.csv
     """
-    db = storage.open_db(current_app.config["DATABASE"])
+    db = database.open_db(current_app.config["DATABASE"])
     zone = ZoneInfo(current_app.config["TIMEZONE"])
     chunks = csv_chunks(db, {}, zone, bom=bom) if file_format == "csv" else json_chunks(db, {}, zone)
     # newline="": the csv module writes RFC 4180's CRLF itself.
@@ -537,7 +548,7 @@ def purge_command():
     if not app.config["RETENTION_DAYS"]:
         click.echo("POSTBOX_RETENTION_DAYS is 0 (off): nothing is deleted.")
         return
-    db = storage.open_db(app.config["DATABASE"])
+    db = database.open_db(app.config["DATABASE"])
     try:
         deleted = purge_expired(app, db)
     finally:

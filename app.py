@@ -1,6 +1,8 @@
 """The Postbox application factory: configuration, extensions, blueprints, headers and commands."""
 import logging
 import os
+import signal
+import time
 
 import click
 from dotenv import find_dotenv, load_dotenv
@@ -15,8 +17,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import admin
 import config
 import contact
-import mailer
-import storage
+import database
+import outbox
+import submissions
+from channels import CHANNELS
 from config import LANGUAGES, LOCALES
 
 babel = Babel()
@@ -32,6 +36,7 @@ def create_app(test_config=None):
         load_dotenv(find_dotenv(usecwd=True))
     try:
         config.load(app, test_config)
+        outbox.check_lease(app.config)
     except config.ConfigError as error:
         raise SystemExit(f"postbox: configuration error: {error}") from None
     app.config.update(
@@ -47,7 +52,8 @@ def create_app(test_config=None):
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
     _configure_logging(app)
-    storage.init_app(app)
+    database.init_app(app)
+    submissions.init_app(app)
     babel.init_app(app, locale_selector=select_language, default_translation_directories="translations")
     app.jinja_env.globals["get_locale"] = get_locale
     # Registered before the limiter, so it runs after the limiter has added its headers.
@@ -138,7 +144,7 @@ def _error_message(error):
 
 @click.command("init-db")
 def init_db_command():
-    """Create or migrate the database, and say where the form is and where its mail goes.
+    """Create or migrate the database, and say where the form is and where its notifications go.
 
     Example: flask --app app init-db
     """
@@ -147,30 +153,45 @@ def init_db_command():
     click.echo(f"Postbox database ready: {current_app.config['DATABASE']}")
     click.echo(f"The form: http://127.0.0.1:{port}/contactus")
     for form in current_app.config["FORM_DEFINITIONS"].values():
-        click.echo(f"  form {form.key!r}: mail to {', '.join(form.owners)}")
-    click.echo(f"Mail is delivered through {mailer.transport_for(current_app.config).describe()}")
+        channels = [f"{name}: {', '.join(channel(current_app.config).targets(form))}"
+                    for name, channel in CHANNELS.items() if channel(current_app.config).targets(form)]
+        click.echo(f"  form {form.key!r}: {'; '.join(channels)}")
+    click.echo(f"Email is delivered through {CHANNELS['email'](current_app.config).describe()}")
 
 
 @click.command("deliver")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
-def deliver_command(once):
-    """Run a delivery worker in this process (alongside or instead of the web processes' threads).
+@click.option("--now", "everything_now", is_flag=True,
+              help="First make every waiting message due now and lift channel pauses (after fixing SMTP, say).")
+def deliver_command(once, everything_now):
+    """Run a delivery worker in this process (beside or instead of the web processes' threads).
 
-    Example: flask --app app deliver
+    Ctrl+C or SIGTERM finishes the message in flight and gives the rest back to other workers.
+
+    Example: flask --app app deliver --once --now
     """
     from flask import current_app
     app = current_app._get_current_object()
-    if once:
-        db = storage.open_db(app.config["DATABASE"])
-        owner = f"cli:{os.getpid()}"
-        total = 0
-        while (count := mailer.deliver_due(app, db, owner)):
-            total += count
-        click.echo(f"Claimed {total} message(s).")
-        return
-    worker = mailer.start_worker(app)
-    click.echo(f"Delivering through {mailer.transport_for(app.config).describe()}; Ctrl+C stops.")
+    db = database.open_db(app.config["DATABASE"], synchronous="NORMAL")
     try:
-        worker.thread.join()
+        if everything_now:
+            click.echo(f"{outbox.send_all_now(db, time.time())} waiting message(s) made due now.")
+        if once:
+            claimant = f"cli:{os.getpid()}"
+            total = 0
+            while (count := outbox.deliver_due(app, db, claimant)):
+                total += count
+            click.echo(f"Claimed {total} message(s).")
+            return
+    finally:
+        db.close()
+    worker = outbox.start_worker(app)
+    click.echo(f"Delivering; email goes through {CHANNELS['email'](app.config).describe()}. Ctrl+C stops.")
+    signal.signal(signal.SIGTERM, lambda signum, frame: (worker.stopping.set(), worker.wake()))
+    try:
+        while worker.thread.is_alive():
+            worker.thread.join(0.5)
     except KeyboardInterrupt:
+        click.echo("Stopping: finishing the message in flight.")
+    finally:
         worker.stop()

@@ -1,4 +1,6 @@
 """Read and check Postbox's settings: POSTBOX_* environment variables and the forms file."""
+import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -7,8 +9,14 @@ import zoneinfo
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import apprise
 from babel import Locale
 from email_validator import EmailNotValidError, validate_email
+from standardwebhooks import Webhook
+
+# Apprise's log can quote the URLs it is given, bot tokens included: it reaches no handler of ours, only the
+# notify channel's LogCapture, which scrubs it.
+logging.getLogger("apprise").propagate = False
 
 LANGUAGES = ("en", "ru", "it", "hy", "hi")
 # Parsed once: Locale.parse looks on disk each time it is given a string.
@@ -27,14 +35,23 @@ DEFAULTS = {
     "SMTP_PASSWORD": "",
     "SMTP_SECURITY": "starttls",
     "SMTP_TIMEOUT": 15,
+    "SMTP_DATA_TIMEOUT": 600,  # RFC 5321's wait for the reply to the end of the data
+    "SMTP_HELO": "",  # empty: the domain of MAIL_FROM
     "MAIL_DIR": None,  # instance/mail
     "RETRY_FIRST_SECONDS": 10,
     "RETRY_MAX_SECONDS": 3600,
     "GIVE_UP_SECONDS": 3 * 24 * 3600,
-    "LEASE_SECONDS": 300,
+    "LEASE_SECONDS": 900,
     "POLL_SECONDS": 1,
     "BATCH_SIZE": 50,
     "DELIVERY_THREAD": True,
+    "WEBHOOKS": "",  # URLs every form posts its submissions to, unless its forms-file entry says otherwise
+    "WEBHOOK_SECRET": "",  # whsec_…, signs every webhook (Standard Webhooks)
+    "WEBHOOK_TIMEOUT": 15,
+    "WEBHOOK_ALLOW_PRIVATE": False,  # let webhooks reach loopback, private and link-local addresses
+    "NOTIFY": "",  # Apprise URLs (tgram://…, slack://…), separated by spaces or commas
+    "NOTIFY_TIMEOUT": 10,
+    "PUBLIC_URL": "",  # https://postbox.example: where links in notifications point
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "MAX_FORM_PARTS": 120,
     "ALLOWED_ORIGINS": "",
@@ -76,6 +93,9 @@ class FormSettings:
     language: str = ""
     redirect: str = ""
     fields: tuple = OPTIONAL_FIELDS
+    webhooks: tuple = ()
+    webhook_secret: str = field(default="", repr=False)
+    notify: tuple = field(default=(), repr=False)  # Apprise URLs carry tokens: kept out of reprs and logs
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -144,12 +164,12 @@ def _check_numbers(config):
         _number(config, name, minimum=1)
     for name in ("PROXY_HOPS", "RETENTION_DAYS", "SPAM_MAX_LINKS", "SPAM_DUPLICATE_MINUTES"):
         _number(config, name)
-    for name in ("SMTP_TIMEOUT", "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "GIVE_UP_SECONDS",
+    for name in ("SMTP_TIMEOUT", "SMTP_DATA_TIMEOUT", "WEBHOOK_TIMEOUT", "NOTIFY_TIMEOUT", "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "GIVE_UP_SECONDS",
                  "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS"):
         _number(config, name, kind=float)
     if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
         raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")
-    for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY"):
+    for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE"):
         _flag(config, name)
 
 
@@ -186,13 +206,14 @@ def _check_mail(config):
     if config["SMTP_PORT"] in (None, ""):
         config["SMTP_PORT"] = {"starttls": 587, "ssl": 465, "none": 25}[security]
     _number(config, "SMTP_PORT", minimum=1, maximum=65535)
-    for name in ("SMTP_HOST", "SMTP_USERNAME", "SMTP_PASSWORD"):
+    for name in ("SMTP_HOST", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_HELO"):
         # from_prefixed_env turns a numeric password into an int.
         config[name] = "" if config[name] is None else str(config[name])
     if config["SMTP_PASSWORD"] and not config["SMTP_USERNAME"]:
         raise ConfigError("SMTP_USERNAME", "is required when POSTBOX_SMTP_PASSWORD is set")
     if config["SMTP_HOST"] and not config["OWNER_EMAIL"]:
         raise ConfigError("OWNER_EMAIL", "is required when POSTBOX_SMTP_HOST is set: who gets the messages?")
+    config["SMTP_HELO"] = config["SMTP_HELO"] or config["MAIL_FROM"].rpartition("@")[2] or "localhost"
     if not config["OWNER_EMAIL"]:
         # No SMTP and no owner: a first run; the .eml files under MAIL_DIR show what would be sent.
         config["OWNER_EMAIL"] = ("owner@localhost",)
@@ -213,6 +234,49 @@ def _check_misc(config):
     language = str(config["LANGUAGE"] or "")
     if language and language not in LANGUAGES:
         raise ConfigError("LANGUAGE", f"must be one of {', '.join(LANGUAGES)}, got {language!r}")
+    public_url = str(config["PUBLIC_URL"] or "").rstrip("/")
+    if public_url and (urlsplit(public_url).scheme not in ("http", "https") or not urlsplit(public_url).hostname):
+        raise ConfigError("PUBLIC_URL", f"must be an address such as https://postbox.example.com, got {public_url!r}")
+    config["PUBLIC_URL"] = public_url
+
+
+def url_list(value):
+    """Split a list of URLs given as a TOML list or as text separated by commas or spaces."""
+    items = value if isinstance(value, (list, tuple)) else re.split(r"[\s,]+", str(value or ""))
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def webhook_list(config_name, value, secret, allow_private):
+    """Check a form's webhooks: http(s) URLs, a whsec_ secret to sign them, no private address unless allowed."""
+    urls = url_list(value)
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(config_name, f"webhook {url!r} must be a full http:// or https:// address")
+        try:
+            literal = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            literal = None  # a name: checked each time it is resolved, before connecting
+        if literal is not None and not allow_private and not literal.is_global:
+            raise ConfigError(config_name, f"webhook {url!r} points at a private address;"
+                                           " set POSTBOX_WEBHOOK_ALLOW_PRIVATE=true to allow it")
+    if urls:
+        try:
+            Webhook(secret)
+        except Exception:  # the library raises several kinds for a missing or malformed secret
+            raise ConfigError(config_name, "webhooks need a secret such as whsec_… (POSTBOX_WEBHOOK_SECRET,"
+                                           " or webhook_secret in the forms file)") from None
+    return urls
+
+
+def notify_list(config_name, value):
+    """Check Apprise URLs without ever repeating one: they carry bot tokens."""
+    urls = url_list(value)
+    for position, url in enumerate(urls, start=1):
+        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+            raise ConfigError(config_name, f"notify URL number {position} is not one Apprise understands"
+                                           " (see https://github.com/caronc/apprise/wiki)")
+    return urls
 
 
 def origin_list(config_name, value):
@@ -259,18 +323,22 @@ def _load_forms(config):
         allowed_origins=allowed_origins,
         language=str(config["LANGUAGE"] or ""),
         redirect=_check_redirect("REDIRECT", str(config["REDIRECT"] or ""), allowed_origins),
+        webhooks=webhook_list("WEBHOOKS", config["WEBHOOKS"], str(config["WEBHOOK_SECRET"] or ""),
+                              config["WEBHOOK_ALLOW_PRIVATE"]),
+        webhook_secret=str(config["WEBHOOK_SECRET"] or ""),
+        notify=notify_list("NOTIFY", config["NOTIFY"]),
     )
     forms = {"contactus": default}
     if config["FORMS"]:
-        forms.update(_read_forms_file(str(config["FORMS"]), default))
+        forms.update(_read_forms_file(str(config["FORMS"]), default, config["WEBHOOK_ALLOW_PRIVATE"]))
     return forms
 
 
 FORM_KEYS = {"title": str, "owners": (list, str), "allowed_origins": (list, str), "language": str,
-             "redirect": str, "fields": list}
+             "redirect": str, "fields": list, "webhooks": (list, str), "webhook_secret": str, "notify": (list, str)}
 
 
-def _read_forms_file(path, default):
+def _read_forms_file(path, default, allow_private):
     try:
         with open(path, "rb") as file:
             document = tomllib.load(file)
@@ -286,11 +354,11 @@ def _read_forms_file(path, default):
         where = f"FORMS ({path}, form {key!r})"
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
             raise ConfigError("FORMS", f"form key {key!r} may use only letters, digits, '-' and '_'")
-        forms[key] = _form_from_table(key, table, default, where)
+        forms[key] = _form_from_table(key, table, default, where, allow_private)
     return forms
 
 
-def _form_from_table(key, table, default, where):
+def _form_from_table(key, table, default, where, allow_private):
     if not isinstance(table, dict):
         raise ConfigError(where, "must be a table: [forms.KEY] followed by title = ..., owners = [...]")
     for name, value in table.items():
@@ -318,4 +386,9 @@ def _form_from_table(key, table, default, where):
         language=language,
         redirect=_check_redirect(where, table.get("redirect", ""), allowed_origins),
         fields=fields,
+        # A form without its own channels uses the environment's, like its owners.
+        webhooks=webhook_list(where, table.get("webhooks", default.webhooks),
+                              table.get("webhook_secret", default.webhook_secret), allow_private),
+        webhook_secret=table.get("webhook_secret", default.webhook_secret),
+        notify=notify_list(where, table.get("notify", default.notify)),
     )

@@ -6,9 +6,9 @@ from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_t
 from flask_babel import gettext as _
 from flask_babel import refresh
 
-import mailer
+import database
+import outbox
 import spam
-import storage
 from config import LANGUAGES
 from forms import BadRequestBody, ContactForm, read_body, validate_submission
 
@@ -183,8 +183,8 @@ def submit(form_key):
 
 
 def store(form, submission):
-    """Save the submission with its owner's email queued, then wake the delivery worker."""
-    db = storage.get_db()
+    """Save the submission with one notification per channel target queued, then wake the delivery worker."""
+    db = database.get_db()
     reason = spam.spam_reason(db, form.key, submission)
     record = dict(
         submission.fields, form=form.key, extra=submission.extra,
@@ -192,14 +192,12 @@ def store(form, submission):
         page=page_url(), ip=request.remote_addr or "", user_agent=request.user_agent.string[:300],
         language=g.language, status="spam" if reason else "new", spam_reason=reason,
     )
-    notification = None if reason else {
-        "kind": "owner", "message_id": mailer.new_message_id(), "recipients": form.owners,
-    }
-    submission_id = current_app.extensions["postbox.writer"].save(record, notification)
+    notifications = () if reason else outbox.notifications_for(current_app.config, form)
+    submission_id = current_app.extensions["postbox.writer"].save(record, notifications)
     if reason:
         current_app.logger.info("submission %s to form %s kept as spam: %s", submission_id, form.key, reason)
     else:
-        mailer.wake_worker(current_app)
+        outbox.wake_worker(current_app)
     return submission_id
 
 

@@ -14,10 +14,27 @@ errorlog = "-"
 loglevel = "info"
 
 
+def on_starting(server):
+    """Load the app once in the master: a wrong setting stops gunicorn with its one line, instead of every
+    worker failing to boot in turn, and the database is migrated before any worker serves."""
+    from app import create_app
+
+    create_app()
+
+
 def post_worker_init(worker):
     """Start this web process's delivery thread once the app is loaded."""
-    import mailer
+    import outbox
 
     app = worker.wsgi
     if app.config["DELIVERY_THREAD"]:
-        mailer.start_worker(app)
+        outbox.start_worker(app)
+
+
+def worker_exit(server, worker):
+    """On shutdown, finish the message in flight and give the rest of the claim back at once, not after the lease."""
+    import outbox
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        outbox.stop_worker(app)

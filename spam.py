@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-import storage
+import submissions
 
 LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 
@@ -52,7 +52,7 @@ def spam_reason(db, form_key, submission):
         return f"more than {config['SPAM_MAX_LINKS']} links"
     if config["SPAM_DUPLICATE_MINUTES"]:
         since = datetime.now(timezone.utc) - timedelta(minutes=config["SPAM_DUPLICATE_MINUTES"])
-        if storage.recent_duplicate(db, form_key, submission.fields["email"], submission.fields["message"],
+        if submissions.recent_duplicate(db, form_key, submission.fields["email"], submission.fields["message"],
                                     since.isoformat(timespec="microseconds")):
             return "same message from the same address minutes ago"
     return ""

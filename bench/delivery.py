@@ -1,7 +1,7 @@
 """Scenario 3's two workloads, each run in a fresh process so neither inherits the other's warm state.
 
 `python -m bench.delivery backlog DIR N`           store N submissions (each with its owner's email queued)
-`python -m bench.delivery postbox DIR PORT`        drain that outbox with mailer.deliver_due, as `deliver --once` does
+`python -m bench.delivery postbox DIR PORT`        drain that outbox with outbox.deliver_due, as `deliver --once` does
 `python -m bench.delivery smtplib PORT N`          send N comparable messages with a plain smtplib loop, one connection
 Each prints one JSON line.
 """
@@ -13,6 +13,10 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+import database
+import emails
+import outbox
+import submissions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,29 +33,25 @@ def app_config(directory, smtp_port):
 
 
 def store_backlog(directory, count):
-    """Queue `count` owner's emails through storage.save_submission, as the view does."""
+    """Queue `count` owner's emails through submissions.save_submission, as the view does."""
     from app import create_app
-    import mailer
-    import storage
     app = create_app(app_config(directory, 25))
-    db = storage.open_db(app.config["DATABASE"])
+    db = database.open_db(app.config["DATABASE"])
     with app.app_context():
         for _ in range(count):
-            notification = {"kind": "owner", "message_id": mailer.new_message_id(), "recipients": ["owner@florist.example"]}
-            storage.save_submission(db, dict(SUBMISSION), notification)
+            notification = {"kind": "owner", "message_id": emails.new_message_id(), "recipients": ["owner@florist.example"]}
+            submissions.save_submission(db, dict(SUBMISSION), notification)
     return {"queued": db.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]}
 
 
 def drain_outbox(directory, smtp_port):
     """Time deliver_due passes until nothing is due, exactly like `flask --app app deliver --once`."""
     from app import create_app
-    import mailer
-    import storage
     app = create_app(app_config(directory, smtp_port))
-    db = storage.open_db(app.config["DATABASE"])
+    db = database.open_db(app.config["DATABASE"])
     started = time.perf_counter()
     claimed = 0
-    while count := mailer.deliver_due(app, db, "bench"):
+    while count := outbox.deliver_due(app, db, "bench"):
         claimed += count
     seconds = time.perf_counter() - started
     sent = db.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'sent'").fetchone()[0]

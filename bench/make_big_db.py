@@ -9,10 +9,10 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+import database  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import storage  # noqa: E402
 
 BATCH = 10_000
 PEOPLE = {
@@ -71,8 +71,8 @@ def make_rows(count, start_id, now, rng, last_id):
 
 
 def main(path, total):
-    db = storage.open_db(path)
-    storage.migrate(db)
+    db = database.open_db(path)
+    database.migrate(db)
     db.conn.execute("PRAGMA synchronous=OFF")  # a generated file: speed over durability
     rng = random.Random(20261123)
     now = datetime.now(timezone.utc)
@@ -80,7 +80,7 @@ def main(path, total):
     started = time.monotonic()
     for done in range(0, total, BATCH):
         submissions, outbox = make_rows(min(BATCH, total - done), start_id + done, now, rng, start_id + total)
-        with storage.write_transaction(db):
+        with database.write_transaction(db):
             db.conn.executemany(
                 "INSERT INTO submissions (id, form, received_at, name, email, phone, subject, message, extra, page,"
                 " ip, user_agent, language, status, spam_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-import mailer  # noqa: E402
-import storage  # noqa: E402
+import database  # noqa: E402
+import outbox  # noqa: E402
 
 
 def free_port():
@@ -37,6 +37,12 @@ class RecordingHandler:
         self.rcpt_replies = {}  # address -> reply for RCPT TO
         self.delay = 0.0
         self.lock = threading.Lock()
+        self.sessions = []  # the EHLO name of each connection
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.sessions.append(hostname)
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.rcpt_replies:
@@ -141,15 +147,15 @@ def runner(app):
 
 @pytest.fixture
 def db(app):
-    database = storage.open_db(app.config["DATABASE"])
-    yield database
-    database.close()
+    connection = database.open_db(app.config["DATABASE"])
+    yield connection
+    connection.close()
 
 
-def deliver_all(app, db, owner="test-worker"):
+def deliver_all(app, db, claimant="test-worker", clock=time.time):
     """Run delivery passes until nothing due is left; return how many messages were claimed."""
     total = 0
-    while count := mailer.deliver_due(app, db, owner):
+    while count := outbox.deliver_due(app, db, claimant, clock):
         total += count
     return total
 

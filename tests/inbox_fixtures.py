@@ -4,8 +4,9 @@ import re
 import pytest
 
 import admin
-import mailer
-import storage
+import inbox_queries
+import outbox
+import submissions
 
 OWNER = "owner@florist.example"
 PASSWORD = "correct horse battery staple"
@@ -17,12 +18,10 @@ def add_submission(db, app, queue_email=True, **fields):
     """Store a submission as contact.store does, by default with the owner's email queued; return its id."""
     record = {"form": "contactus", "name": "Anna Rossi", "email": "anna@example.com",
               "message": "Vorrei un mazzo di rose per sabato.", **fields}
-    notification = None
+    notifications = []
     if queue_email:
-        with app.test_request_context():
-            notification = {"kind": "owner", "message_id": mailer.new_message_id(),
-                            "recipients": ["owner@florist.example"]}
-    return storage.save_submission(db, record, notification)
+        notifications = outbox.notifications_for(app.config, app.config["FORM_DEFINITIONS"]["contactus"])
+    return submissions.save_submission(db, record, notifications)
 
 
 def csrf_token(client, path="/admin/"):
@@ -40,7 +39,7 @@ def log_in(client, email=OWNER, password=PASSWORD, **kwargs):
 
 @pytest.fixture
 def inbox_user(db):
-    storage.create_user(db, OWNER, PASSWORD_HASH)
+    inbox_queries.create_user(db, OWNER, PASSWORD_HASH)
     return OWNER
 
 

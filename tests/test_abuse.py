@@ -40,7 +40,7 @@ def test_time_trap_too_fast_is_spam(config, smtp_server):
     app = create_app(config)
     client = app.test_client()
     client.post("/contactus", data={**VALID, "_token": hosted_token(client)})
-    from storage import open_db
+    from database import open_db
     assert_kept_as_spam(open_db(app.config["DATABASE"]), app, smtp_server, "too fast")
 
 
@@ -52,7 +52,7 @@ def test_time_trap_forged_or_old_token_is_spam(config, smtp_server):
     client.post("/contactus", data={**VALID, "_token": token[:-3] + "abc"})
     time.sleep(2.1)
     client.post("/contactus", data={**VALID, "message": "second", "_token": token})
-    from storage import open_db
+    from database import open_db
     rows = open_db(app.config["DATABASE"]).conn.execute("SELECT status, spam_reason FROM submissions").fetchall()
     assert [tuple(row) for row in rows] == [("spam", "form token forged"), ("spam", "form token too old")]
 
@@ -65,7 +65,7 @@ def test_human_with_token_and_plain_form_without_token_are_not_spam(config, smtp
     time.sleep(0.6)
     client.post("/contactus", data={**VALID, "_token": token})
     client.post("/contactus", data={**VALID, "message": "no token at all"})
-    from storage import open_db
+    from database import open_db
     assert [row[0] for row in open_db(app.config["DATABASE"]).conn.execute("SELECT status FROM submissions")] == [
         "new", "new"]
 
@@ -82,7 +82,7 @@ def test_duplicate_within_minutes_is_spam(config, smtp_server):
     client = app.test_client()
     client.post("/contactus", data=VALID)
     client.post("/contactus", data=VALID)
-    from storage import open_db
+    from database import open_db
     rows = open_db(app.config["DATABASE"]).conn.execute("SELECT status FROM submissions ORDER BY id").fetchall()
     assert [row[0] for row in rows] == ["new", "spam"]
 
@@ -222,5 +222,5 @@ def test_token_endpoint_serves_a_valid_token_to_allowed_sites_only(config, smtp_
     assert "Access-Control-Allow-Origin" not in other.headers
     client.post("/contactus", data={**VALID, "_token": allowed.json["token"]})
     assert client.get("/nope/token").status_code == 404
-    from storage import open_db
+    from database import open_db
     assert [row[0] for row in open_db(config["DATABASE"]).conn.execute("SELECT status FROM submissions")] == ["new"]

@@ -1,8 +1,8 @@
 """Without a login every inbox route answers no data; with one, every POST needs a CSRF token."""
 import pytest
 from inbox_fixtures import add_submission, inbox_user, owner  # noqa: F401
+import submissions
 
-import storage
 
 SECRET = "Marker-Zanzibar-4711"
 
@@ -32,7 +32,7 @@ def test_every_admin_route_needs_a_login(app, client, db):
         if response.status_code == 302:
             assert response.headers["Location"].startswith("/admin/login"), (method, url)
         assert SECRET not in response.get_data(as_text=True), (method, url)
-    submission = storage.get_submission(db, 1)
+    submission = submissions.get_submission(db, 1)
     assert submission["status"] == "new" and submission["name"] == SECRET
 
 
@@ -43,7 +43,7 @@ def test_every_admin_post_needs_a_csrf_token(app, owner, db):
     for url in posts:
         response = owner.post(url, data={"ids": "1", "status": "spam", "action": "delete", "note": "x"})
         assert response.status_code == 400, url
-    submission = storage.get_submission(db, 1)
+    submission = submissions.get_submission(db, 1)
     assert submission["status"] == "new" and not submission["note"]
 
 

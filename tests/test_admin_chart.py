@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from inbox_fixtures import add_submission, inbox_user, owner  # noqa: F401
+import inbox_queries
 
-import storage
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def chart_of(page):
 def test_chart_stacks_each_days_submissions_by_status(app, owner, db):
     received = datetime.now(timezone.utc) - timedelta(days=2)
     ids = [add_submission(db, app, received_at=received.isoformat(timespec="microseconds")) for _ in range(3)]
-    storage.set_status(db, ids[:1], "answered", "owner@florist.example")
+    inbox_queries.set_status(db, ids[:1], "answered", "owner@florist.example")
     add_submission(db, app, status="spam", queue_email=False, received_at=received.isoformat(timespec="microseconds"))
     chart = chart_of(owner.get("/admin/").get_data(as_text=True))
     day = received.astimezone(ZoneInfo("America/Los_Angeles")).date().isoformat()

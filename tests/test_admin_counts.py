@@ -3,23 +3,24 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from inbox_fixtures import add_submission, inbox_user, owner  # noqa: F401
+import database
+import inbox_queries
 
-import storage
 
 
 def counted_by_table(db, where="1", params=()):
-    counts = dict.fromkeys(storage.STATUSES, 0)
+    counts = dict.fromkeys(database.STATUSES, 0)
     counts.update(db.conn.execute(
         f"SELECT status, COUNT(*) FROM submissions WHERE {where} GROUP BY status", params).fetchall())
     return counts
 
 
 def assert_counts_exact(db):
-    assert storage.status_counts(db, {}) == counted_by_table(db)
+    assert inbox_queries.status_counts(db, {}) == counted_by_table(db)
     for form in ("contactus", "wedding"):
-        assert storage.status_counts(db, {"form": form}) == counted_by_table(db, "form = ?", [form])
+        assert inbox_queries.status_counts(db, {"form": form}) == counted_by_table(db, "form = ?", [form])
     since, before = "2026-02-01T05:45:00.000000+00:00", "2026-02-03T18:30:00.000000+00:00"
-    assert storage.status_counts(db, {"since": since, "before": before}) == counted_by_table(
+    assert inbox_queries.status_counts(db, {"since": since, "before": before}) == counted_by_table(
         db, "received_at >= ? AND received_at < ?", [since, before])
     quarters = db.conn.execute("SELECT form, status, SUM(n) FROM inbox_quarters GROUP BY 1, 2").fetchall()
     by_group = db.conn.execute("SELECT form, status, COUNT(*) FROM submissions GROUP BY 1, 2").fetchall()
@@ -40,8 +41,8 @@ def test_counts_are_exact_after_inserts(db, spread):
 
 
 def test_counts_follow_a_status_change(db, spread):
-    storage.set_status(db, spread[:50], "answered", "owner@florist.example")
-    storage.set_status(db, spread[40:60], "spam", "owner@florist.example")
+    inbox_queries.set_status(db, spread[:50], "answered", "owner@florist.example")
+    inbox_queries.set_status(db, spread[40:60], "spam", "owner@florist.example")
     assert_counts_exact(db)
 
 
@@ -53,12 +54,12 @@ def test_counts_follow_a_changed_form_and_time(db, spread):
 
 
 def test_counts_follow_a_delete(db, spread):
-    storage.delete_submissions(db, spread[::5])
+    inbox_queries.delete_submissions(db, spread[::5])
     assert_counts_exact(db)
 
 
 def test_counts_follow_a_purge(db, spread):
-    storage.purge_received_before(db, "2026-02-02T12:00:00.000000+00:00")
+    inbox_queries.purge_received_before(db, "2026-02-02T12:00:00.000000+00:00")
     assert_counts_exact(db)
     assert db.conn.execute("SELECT COUNT(*) FROM inbox_quarters WHERE n = 0").fetchone()[0] == 0
 
@@ -72,7 +73,7 @@ def test_counts_follow_a_purge(db, spread):
 def test_counts_between_bounds_inside_a_quarter_are_exact(db, spread, since, before):
     filters = {name: value for name, value in (("since", since), ("before", before)) if value}
     clauses = [clause for clause, value in (("received_at >= ?", since), ("received_at < ?", before)) if value]
-    assert storage.status_counts(db, filters) == counted_by_table(
+    assert inbox_queries.status_counts(db, filters) == counted_by_table(
         db, " AND ".join(clauses), [value for value in (since, before) if value])
 
 
@@ -86,7 +87,7 @@ def test_the_migration_counts_existing_rows(db, spread):
         db.conn.execute(f"DROP TRIGGER inbox_counts_{name}")
     db.conn.execute("DROP INDEX idx_outbox_submission_id_kind_id_state")
     db.conn.commit()
-    storage.migrate(db)
+    database.migrate(db)
     assert_counts_exact(db)
 
 

@@ -7,8 +7,10 @@ import pytest
 from conftest import count_rows, deliver_all
 from inbox_fixtures import OWNER, add_submission, inbox_user, owner, post  # noqa: F401
 
-import storage
 from app import create_app
+import inbox_queries
+import outbox
+import submissions
 
 
 def test_detail_shows_every_field_and_the_delivery_history(app, owner, db, smtp_server):
@@ -18,7 +20,7 @@ def test_detail_shows_every_field_and_the_delivery_history(app, owner, db, smtp_
         page="https://fiori.example/contatti", ip="203.0.113.9", user_agent="Firefox/140", language="it")
     smtp_server.handler.replies.append("451 4.3.0 try later")
     deadline = time.monotonic() + 10
-    while storage.outbox_for(db, submission_id)[0]["state"] != "sent" and time.monotonic() < deadline:
+    while outbox.notifications_of(db, submission_id)[0]["state"] != "sent" and time.monotonic() < deadline:
         deliver_all(app, db)
         time.sleep(0.05)
     page = owner.get(f"/admin/s/{submission_id}").get_data(as_text=True)
@@ -51,7 +53,7 @@ def test_status_change_records_who_and_when(app, owner, db, status):
     submission_id = add_submission(db, app)
     response = post(owner, f"/admin/s/{submission_id}/status", {"status": status})
     assert response.status_code == 302
-    submission = storage.get_submission(db, submission_id)
+    submission = submissions.get_submission(db, submission_id)
     assert submission["status"] == status and submission["status_by"] == OWNER
     assert datetime.now(timezone.utc) - datetime.fromisoformat(submission["status_at"]) < timedelta(minutes=1)
     assert f"by {OWNER}" in owner.get(f"/admin/s/{submission_id}").get_data(as_text=True)
@@ -60,13 +62,13 @@ def test_status_change_records_who_and_when(app, owner, db, status):
 def test_unknown_status_is_refused(app, owner, db):
     submission_id = add_submission(db, app)
     assert post(owner, f"/admin/s/{submission_id}/status", {"status": "archived"}).status_code == 400
-    assert storage.get_submission(db, submission_id)["status"] == "new"
+    assert submissions.get_submission(db, submission_id)["status"] == "new"
 
 
 def test_note_is_saved_and_shown(app, owner, db):
     submission_id = add_submission(db, app)
     post(owner, f"/admin/s/{submission_id}/note", {"note": "Richiamata lunedì, preventivo inviato"})
-    assert storage.get_submission(db, submission_id)["note"] == "Richiamata lunedì, preventivo inviato"
+    assert submissions.get_submission(db, submission_id)["note"] == "Richiamata lunedì, preventivo inviato"
     assert "Richiamata lunedì" in owner.get(f"/admin/s/{submission_id}").get_data(as_text=True)
 
 
@@ -75,7 +77,7 @@ def test_bulk_status_touches_only_the_selected_rows(app, owner, db):
     response = post(owner, "/admin/bulk", {"ids": [str(ids[0]), str(ids[2])], "action": "in_progress",
                                            "back": "/admin/?status=new"})
     assert response.status_code == 302 and response.headers["Location"] == "/admin/?status=new"
-    assert [storage.get_submission(db, i)["status"] for i in ids] == ["in_progress", "new", "in_progress", "new"]
+    assert [submissions.get_submission(db, i)["status"] for i in ids] == ["in_progress", "new", "in_progress", "new"]
 
 
 def test_bulk_without_selection_changes_nothing(app, owner, db):
@@ -89,17 +91,17 @@ def test_delete_removes_the_submission_its_email_and_log(app, owner, db, smtp_se
     doomed = add_submission(db, app, name="Forget Me")
     deliver_all(app, db)
     assert post(owner, f"/admin/s/{doomed}/delete").status_code == 302
-    assert storage.get_submission(db, doomed) is None
+    assert submissions.get_submission(db, doomed) is None
     assert count_rows(db, "outbox", "submission_id = ?", [doomed]) == 0
     assert count_rows(db, "delivery_log") == 1 and count_rows(db, "outbox") == 1
-    assert storage.get_submission(db, kept) is not None
+    assert submissions.get_submission(db, kept) is not None
     assert "Forget" not in owner.get("/admin/?q=forget").get_data(as_text=True).split("<table")[-1]
 
 
 def test_bulk_delete(app, owner, db):
     ids = [add_submission(db, app) for _ in range(3)]
     post(owner, "/admin/bulk", {"ids": [str(ids[0]), str(ids[1])], "action": "delete"})
-    assert [row["id"] for row in storage.iter_submissions(db, {})] == [ids[2]]
+    assert [row["id"] for row in inbox_queries.iter_submissions(db, {})] == [ids[2]]
     assert count_rows(db, "outbox") == 1
 
 
@@ -108,7 +110,7 @@ def test_resend_sends_the_email_again(app, owner, db, smtp_server):
     deliver_all(app, db)
     smtp_server.wait_for(1)
     assert post(owner, f"/admin/s/{submission_id}/resend").status_code == 302
-    assert storage.outbox_for(db, submission_id)[0]["state"] == "pending"
+    assert outbox.notifications_of(db, submission_id)[0]["state"] == "pending"
     deliver_all(app, db)
     messages = smtp_server.wait_for(2)
     assert messages[0]["message"]["Message-ID"] == messages[1]["message"]["Message-ID"]
@@ -136,22 +138,22 @@ class TestRetention:
         recent = add_submission(db, app, received_at=days_ago(29))
         result = runner.invoke(args=["purge"])
         assert result.exit_code == 0 and "Deleted 1 submission(s) older than 30 days" in result.output
-        assert storage.get_submission(db, old) is None and storage.get_submission(db, recent) is not None
+        assert submissions.get_submission(db, old) is None and submissions.get_submission(db, recent) is not None
         assert count_rows(db, "outbox") == 1
 
     def test_start_up_purges(self, app, db, config):
         old = add_submission(db, app, received_at=days_ago(400))
         create_app(config)
-        assert storage.get_submission(db, old) is None
+        assert submissions.get_submission(db, old) is None
 
     def test_opening_the_inbox_purges(self, app, db, owner):
         app.extensions.pop("postbox.last_purge", None)
         old = add_submission(db, app, received_at=days_ago(45), name="Expired Lead")
         page = owner.get("/admin/").get_data(as_text=True)
-        assert "Expired Lead" not in page and storage.get_submission(db, old) is None
+        assert "Expired Lead" not in page and submissions.get_submission(db, old) is None
 
 
 def test_retention_is_off_by_default(app, db, runner):
     old = add_submission(db, app, received_at=days_ago(5000))
     assert "nothing is deleted" in runner.invoke(args=["purge"]).output
-    assert storage.get_submission(db, old) is not None
+    assert submissions.get_submission(db, old) is not None

@@ -4,8 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from inbox_fixtures import add_submission, inbox_user, owner  # noqa: F401
+import inbox_queries
 
-import storage
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_search_covers_every_field_in_every_script(app, owner, db, query, expect
         "priya": add_submission(db, app, name="Priya", message="नमस्ते, मुझे फूल चाहिए"),
         "anna": add_submission(db, app, name="Anna", phone="+39 333 1234567", extra={"colore": "rosso"}),
     }
-    storage.set_note(db, ids["priya"], "called back on Monday")
+    inbox_queries.set_note(db, ids["priya"], "called back on Monday")
     response = owner.get("/admin/", query_string={"q": query})
     assert response.status_code == 200
     assert sorted(ids_on(response.get_data(as_text=True))) == sorted(ids[name] for name in expected)
@@ -52,7 +52,7 @@ def test_filters_by_status_form_and_dates_in_the_owners_zone(app, owner, db):
     first = add_submission(db, app, received_at="2026-03-01T17:00:00.000000+00:00")  # 22:30 on 1 March in Kolkata
     second = add_submission(db, app, received_at="2026-03-01T19:00:00.000000+00:00")  # 00:30 on 2 March
     third = add_submission(db, app, received_at="2026-03-05T10:00:00.000000+00:00", form="shop")
-    storage.set_status(db, [first], "answered", "owner@florist.example")
+    inbox_queries.set_status(db, [first], "answered", "owner@florist.example")
 
     def listed(**args):
         return sorted(ids_on(owner.get("/admin/", query_string=args).get_data(as_text=True)))
@@ -69,9 +69,9 @@ def test_filters_by_status_form_and_dates_in_the_owners_zone(app, owner, db):
 
 def test_counts_per_status(app, owner, db):
     ids = [add_submission(db, app) for _ in range(5)]
-    storage.set_status(db, ids[:2], "answered", "owner@florist.example")
+    inbox_queries.set_status(db, ids[:2], "answered", "owner@florist.example")
     add_submission(db, app, status="spam", queue_email=False)
-    assert storage.status_counts(db, {}) == {"new": 3, "in_progress": 0, "answered": 2, "spam": 1}
+    assert inbox_queries.status_counts(db, {}) == {"new": 3, "in_progress": 0, "answered": 2, "spam": 1}
     page = owner.get("/admin/").get_data(as_text=True)
     assert "answered (2)" in page and "new (3)" in page and "spam (1)" in page and "all (6)" in page
 
@@ -89,13 +89,13 @@ def test_pages_walk_every_row_once_even_with_equal_times(app, owner, db):
         match = re.search(r'rel="next" href="([^"]+)"', page)
         url = match.group(1).replace("&amp;", "&") if match else None
     assert len(seen) == 130 and len(set(seen)) == 130
-    rows = {row["id"]: (row["received_at"], row["id"]) for row in storage.iter_submissions(db, {})}
+    rows = {row["id"]: (row["received_at"], row["id"]) for row in inbox_queries.iter_submissions(db, {})}
     assert [rows[i] for i in seen] == sorted(rows.values(), reverse=True)
 
 
 @pytest.mark.parametrize("filters", [{}, {"status": "new"}, {"form": "contactus"}])
 def test_pages_are_read_from_an_index_not_sorted(db, filters):
-    where, params = storage._where(filters)
+    where, params = inbox_queries._where(filters)
     plan = " ".join(row[3] for row in db.conn.execute(
         f"EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE {where} AND (received_at, id) < ('9', 1)"
         " ORDER BY received_at DESC, id DESC LIMIT 51", params))
@@ -111,8 +111,8 @@ def test_stored_markup_renders_as_text(app, owner, db, attack):
         db, app, name=attack, email=attack, phone=attack, subject=attack, message=attack, extra={attack: attack},
         reply_to=attack, mail_subject=attack, page="https://shop.example/" + attack, user_agent=attack, form=attack,
         language=attack, spam_reason=attack)
-    storage.set_note(db, submission_id, attack)
-    storage.set_status(db, [submission_id], "answered", attack)
+    inbox_queries.set_note(db, submission_id, attack)
+    inbox_queries.set_status(db, [submission_id], "answered", attack)
     for url in ("/admin/", f"/admin/s/{submission_id}", "/admin/?q=alert"):
         page = owner.get(url).get_data(as_text=True)
         assert submission_id in ids_on(owner.get("/admin/").get_data(as_text=True))

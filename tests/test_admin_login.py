@@ -1,15 +1,15 @@
 """Accounts: users made on the command line, scrypt hashes, login, logout, the session cookie and throttling."""
 import pytest
 from inbox_fixtures import OWNER, PASSWORD, PASSWORD_HASH, csrf_token, inbox_user, log_in, owner, post  # noqa: F401
+import inbox_queries
 
-import storage
 
 
 def test_create_user_reads_password_from_stdin_and_hashes_with_scrypt(runner, client, db):
     result = runner.invoke(args=["create-user", "Assistant@Florist.example"], input="a long enough secret\n")
     assert result.exit_code == 0, result.output
     assert "Created inbox user assistant@florist.example" in result.output
-    user = storage.get_user(db, "assistant@florist.example")
+    user = inbox_queries.get_user(db, "assistant@florist.example")
     assert user["password_hash"].startswith("scrypt:131072:8:1$")
     assert "a long enough secret" not in user["password_hash"]
     response = log_in(client, "assistant@florist.example", "a long enough secret")
@@ -19,7 +19,7 @@ def test_create_user_reads_password_from_stdin_and_hashes_with_scrypt(runner, cl
 def test_create_user_again_changes_the_password(runner, client, db, inbox_user):
     result = runner.invoke(args=["create-user", OWNER], input="a brand new password\n")
     assert result.exit_code == 0 and "Changed the password" in result.output
-    assert storage.get_user(db, OWNER)["password_hash"] != PASSWORD_HASH
+    assert inbox_queries.get_user(db, OWNER)["password_hash"] != PASSWORD_HASH
     assert log_in(client, OWNER, PASSWORD).status_code == 401
     assert log_in(client, OWNER, "a brand new password").status_code == 302
 

@@ -7,20 +7,22 @@ import pytest
 from inbox_fixtures import OWNER, PASSWORD, PASSWORD_HASH
 from conftest import ARTIFACTS
 from playwright.sync_api import expect
+import database
+import inbox_queries
+import submissions
 
-import storage
 
 
 
 @pytest.fixture
 def seeded_database(tmp_path):
     """The live server's database with an inbox user and three submissions in three scripts."""
-    db = storage.open_db(str(tmp_path / "postbox.sqlite3"))
-    storage.migrate(db)
-    storage.create_user(db, OWNER, PASSWORD_HASH)
+    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+    database.migrate(db)
+    inbox_queries.create_user(db, OWNER, PASSWORD_HASH)
     for name, message in (("Lucia Bianchi", "Vorrei delle rose"), ("Иван Петров", "Нужен букет к пятнице"),
                           ("प्रिया शर्मा", "नमस्ते, मुझे फूल चाहिए")):
-        storage.save_submission(db, {"form": "contactus", "name": name, "email": "lead@example.com",
+        submissions.save_submission(db, {"form": "contactus", "name": name, "email": "lead@example.com",
                                      "subject": "Flowers", "message": message})
     db.close()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import ARTIFACTS, ROOT, count_rows, free_port
 from playwright.sync_api import expect
+import database
 
-import storage
 
 EXAMPLE = ROOT / "examples" / "business-card"
 PLACEHOLDER = "http://localhost:8000"  # the Postbox address the example pages are written with
@@ -94,7 +94,7 @@ def fill_article_form(scope, name="Maria Bianchi", email="maria@example.com", me
 
 
 def stored(tmp_path):
-    db = storage.open_db(str(tmp_path / "postbox.sqlite3"))
+    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
     try:
         return count_rows(db, "submissions")
     finally:
@@ -175,7 +175,7 @@ def test_script_form_carries_the_time_trap_token(page, site, live_server_factory
     fill_article_form(page)
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("status")).to_be_visible()
-    db = storage.open_db(str(tmp_path / "postbox.sqlite3"))
+    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
     try:
         assert [tuple(row) for row in db.conn.execute("SELECT status, spam_reason FROM submissions")] == [
             ("spam", "sent too fast after the form was served")]

@@ -6,8 +6,8 @@ import sys
 import pytest
 from conftest import ROOT, VALID, deliver_all
 
-import storage
 from app import create_app
+import database
 
 
 def flask(args, tmp_path, **env):
@@ -66,7 +66,7 @@ def test_without_smtp_messages_are_written_as_eml_files(tmp_path):
                       "SECRET_KEY": "k", "RATE_LIMIT": "off"})
     response = app.test_client().post("/contactus", data=VALID)
     assert response.status_code == 303
-    db = storage.open_db(app.config["DATABASE"])
+    db = database.open_db(app.config["DATABASE"])
     assert deliver_all(app, db) == 1
     [name] = os.listdir(tmp_path / "mail")
     content = (tmp_path / "mail" / name).read_text()
@@ -77,7 +77,7 @@ def test_migrations_are_applied_once_and_are_idempotent(tmp_path):
     path = str(tmp_path / "p.sqlite3")
     create_app({"DATABASE": path, "SECRET_KEY": "k"})
     create_app({"DATABASE": path, "SECRET_KEY": "k"})
-    db = storage.open_db(path)
+    db = database.open_db(path)
     names = [row[0] for row in db.conn.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == [migration.name for migration in storage.migrations._migrations]
+    assert names == [migration.name for migration in database.migrations._migrations]
     assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -9,9 +9,10 @@ from email.utils import parseaddr
 from conftest import VALID, deliver_all
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import emails
+import outbox
+import submissions
 
-import mailer
-import storage
 
 EXPECTED_HEADERS = ["Subject", "From", "To", "Reply-To", "Date", "Message-ID", "Auto-Submitted",
                     "X-Postbox-Submission", "Content-Type", "Content-Transfer-Encoding", "MIME-Version"]
@@ -94,10 +95,11 @@ def build(app, db, client, fields):
     response = client.post("/contactus", json={**VALID, **fields})
     assert response.status_code == 200, response.json
     submission_id = response.json["id"]
-    [outbox] = storage.outbox_for(db, submission_id)
+    notifications = outbox.notifications_of(db, submission_id)
     with app.app_context():
-        submission = storage.get_submission(db, submission_id)
-        return mailer.build_owner_message(submission, outbox, app.config["FORM_DEFINITIONS"]["contactus"]).as_bytes()
+        submission = submissions.get_submission(db, submission_id)
+        return emails.build_owner_message(submission, app.config["FORM_DEFINITIONS"]["contactus"],
+                                           notifications[0]["message_id"]).as_bytes()
 
 
 @relaxed
@@ -107,9 +109,9 @@ def test_any_encoded_word_reaches_the_owner_literally(app, db, name, subject, sp
     assert header_names(raw) == EXPECTED_HEADERS
     assert all(len(line) <= 78 for line in raw.split(b"\n\n", 1)[0].split(b"\n"))
     head = email.message_from_bytes(raw, policy=compat32)
-    assert decoded(head["Subject"]) == mailer.one_line(special_subject[:200], limit=250)
-    assert display_name(head, "From") == mailer.one_line(name.strip(), limit=250)
-    assert display_name(head, "Reply-To") == mailer.one_line(name.strip(), limit=250)
+    assert decoded(head["Subject"]) == emails.one_line(special_subject[:200], limit=250)
+    assert display_name(head, "From") == emails.one_line(name.strip(), limit=250)
+    assert display_name(head, "Reply-To") == emails.one_line(name.strip(), limit=250)
     assert parseaddr(head["From"].replace("\n", ""))[1] == app.config["MAIL_FROM"]
     assert parseaddr(head["Reply-To"].replace("\n", ""))[1] == VALID["email"]
 
@@ -120,4 +122,4 @@ def test_subject_made_from_the_visitors_fields_is_literal_too(app, db, name, sub
     raw = build(app, db, app.test_client(), {"name": name, "subject": subject})
     assert header_names(raw) == EXPECTED_HEADERS
     head = email.message_from_bytes(raw, policy=compat32)
-    assert decoded(head["Subject"]) == mailer.one_line(f"{subject.strip()} (from {name.strip()})", limit=250)
+    assert decoded(head["Subject"]) == emails.one_line(f"{subject.strip()} (from {name.strip()})", limit=250)

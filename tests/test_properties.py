@@ -12,10 +12,12 @@ from conftest import ROOT, base_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mailer
-import storage
 from app import create_app
 from forms import SPECIAL_FIELDS
+import database
+import emails
+import outbox
+import submissions
 
 FIELDS = ("name", "email", "phone", "subject", "message")
 any_text = st.text(max_size=300)
@@ -35,7 +37,7 @@ def app():
 
 @pytest.fixture(scope="module")
 def db(app):
-    return storage.open_db(app.config["DATABASE"])
+    return database.open_db(app.config["DATABASE"])
 
 
 relaxed = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -73,11 +75,12 @@ def test_built_message_has_safe_headers_and_exact_recipients(app, db, name, subj
         return
     assert response.status_code == 200
     submission_id = response.json["id"]
-    [outbox] = storage.outbox_for(db, submission_id)
-    assert tuple(outbox["recipients"]) == OWNERS
+    notifications = outbox.notifications_of(db, submission_id)
+    assert [(row["channel"], row["target"]) for row in notifications] == [("email", owner) for owner in OWNERS]
     with app.app_context():
-        submission = storage.get_submission(db, submission_id)
-        built = mailer.build_owner_message(submission, outbox, app.config["FORM_DEFINITIONS"]["contactus"])
+        submission = submissions.get_submission(db, submission_id)
+        built = emails.build_owner_message(submission, app.config["FORM_DEFINITIONS"]["contactus"],
+                                           notifications[0]["message_id"])
     raw = built.as_bytes()
     head = raw.split(b"\n\n", 1)[0].decode("ascii")
     parsed = message_from_bytes(raw, policy=default_policy)

@@ -81,10 +81,10 @@ def test_hanging_smtp_server_does_not_slow_the_request(live_server_factory, smtp
 def test_kill_9_loses_nothing_and_claimed_message_is_sent_later(live_server_factory, smtp_server, tmp_path):
     db_path = tmp_path / "postbox.sqlite3"
     smtp_server.handler.delay = 5  # the worker is mid-send when it dies
-    server = live_server_factory(LEASE_SECONDS=2, SMTP_TIMEOUT=10)
+    server = live_server_factory(LEASE_SECONDS=8, SMTP_TIMEOUT=0.5, SMTP_DATA_TIMEOUT=3)
     acknowledged = [post_json(server.url, {**VALID, "message": f"before kill {i}"})[1]["id"] for i in range(3)]
     deadline = time.monotonic() + 10
-    while not rows(db_path, "SELECT COUNT(*) FROM outbox WHERE lease_owner IS NOT NULL")[0][0]:
+    while not rows(db_path, "SELECT COUNT(*) FROM outbox WHERE claimant IS NOT NULL")[0][0]:
         assert time.monotonic() < deadline, "the worker never claimed the messages"
         time.sleep(0.05)
     server.kill()
@@ -92,7 +92,7 @@ def test_kill_9_loses_nothing_and_claimed_message_is_sent_later(live_server_fact
     assert stored == acknowledged
     smtp_server.handler.delay = 0
     smtp_server.handler.messages.clear()
-    live_server_factory(LEASE_SECONDS=2)
+    live_server_factory(LEASE_SECONDS=8, SMTP_TIMEOUT=0.5, SMTP_DATA_TIMEOUT=3)
     # The aborted send may or may not have reached the server before the kill; all three arrive afterwards.
     smtp_server.wait_for(3, timeout=30)
     bodies = {received["message"].get_content().split("before kill ")[1].split()[0] for received in smtp_server.messages}

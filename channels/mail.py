@@ -1,0 +1,174 @@
+"""The email channel: one outbox row per owner address, sent over SMTP as RFC 5321 means its replies."""
+import os
+import smtplib
+import ssl
+import time
+import uuid
+
+from channels.base import Channel, ChannelDown, Permanent, Retry
+from emails import build_owner_message, new_message_id
+
+# smtplib opens the connection, EHLO, STARTTLS, EHLO again and AUTH: each one command with its own timeout.
+COMMANDS_BEFORE_DATA = 8
+
+
+class EmailChannel(Channel):
+    """The owner's email, to each of the form's owner addresses."""
+
+    name = "email"
+    shared_connection = True
+
+    def targets(self, form):
+        return list(form.owners)
+
+    def new_message_id(self):
+        return new_message_id(self.config["MAIL_FROM"])
+
+    def session(self):
+        if self.config["SMTP_HOST"]:
+            return SMTPSession(self.config)
+        return FileSession(self.config["MAIL_DIR"])
+
+    def send(self, session, row, submission, form):
+        message = build_owner_message(submission, form, row["message_id"])
+        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        return session.send(data, self.config["MAIL_FROM"], row["target"], submission["id"])
+
+    @staticmethod
+    def worst_case_seconds(config):
+        return config["SMTP_TIMEOUT"] * COMMANDS_BEFORE_DATA + config["SMTP_DATA_TIMEOUT"]
+
+    def describe(self):
+        if not self.config["SMTP_HOST"]:
+            return f"files in {self.config['MAIL_DIR']} (no POSTBOX_SMTP_HOST set)"
+        return f"SMTP {self.config['SMTP_HOST']}:{self.config['SMTP_PORT']} ({self.config['SMTP_SECURITY']})"
+
+
+class SMTPSession:
+    """One SMTP connection for a batch, opened at the first message and again after a broken one."""
+
+    def __init__(self, config):
+        self.config = config
+        self.smtp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close(polite=True)
+
+    def close(self, polite=False):
+        if self.smtp is None:
+            return
+        try:
+            if polite:
+                self.smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            self.smtp.close()
+            self.smtp = None
+
+    def connect(self):
+        """Greeting, EHLO, STARTTLS and login; any refusal is about the connection or the account."""
+        config = self.config
+        host, port, timeout = config["SMTP_HOST"], config["SMTP_PORT"], config["SMTP_TIMEOUT"]
+        smtp = smtplib.SMTP_SSL(context=ssl.create_default_context(), local_hostname=config["SMTP_HELO"],
+                                timeout=timeout) if config["SMTP_SECURITY"] == "ssl" else \
+            smtplib.SMTP(local_hostname=config["SMTP_HELO"], timeout=timeout)
+        try:
+            code, reply = smtp.connect(host, port)
+            if code != 220:
+                raise ChannelDown(f"greeting refused: {code} {_text(reply)}")
+            smtp.ehlo_or_helo_if_needed()
+            if config["SMTP_SECURITY"] == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if config["SMTP_USERNAME"]:
+                smtp.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"])
+        except BaseException as error:
+            smtp.close()  # a refused login or TLS handshake must not leave the socket open
+            if isinstance(error, ChannelDown):
+                raise
+            if isinstance(error, Exception):
+                raise ChannelDown(connection_problem(error)) from error
+            raise
+        self.smtp = smtp
+
+    def send(self, data, sender, recipient, submission_id):
+        if self.smtp is None:
+            self.connect()
+        try:
+            return self._transaction(data, sender, recipient)
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            # The connection broke mid-message: this one may or may not have arrived; the next reconnects.
+            self.close()
+            raise Retry(connection_problem(error)) from error
+
+    def _transaction(self, data, sender, recipient):
+        smtp = self.smtp
+        code, reply = smtp.mail(sender)
+        if code != 250:
+            smtp.rset()
+            raise ChannelDown(f"sender refused at MAIL FROM: {code} {_text(reply)}")
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            smtp.rset()
+            refusal = f"recipient {recipient} refused: {code} {_text(reply)}"
+            raise Permanent(refusal) if 500 <= code < 600 else Retry(refusal)
+        # RFC 5321 4.5.3.2.6: the reply to the end of the data may take 10 minutes; leaving earlier means
+        # sending the same message again at every retry.
+        smtp.sock.settimeout(self.config["SMTP_DATA_TIMEOUT"])
+        try:
+            code, reply = smtp.data(data)  # raises SMTPDataError only when DATA itself is refused
+        except smtplib.SMTPDataError as error:
+            code, reply = error.smtp_code, error.smtp_error
+        finally:
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.config["SMTP_TIMEOUT"])
+        if code != 250:
+            smtp.rset()
+            refusal = f"message refused: {code} {_text(reply)}"
+            raise Permanent(refusal) if 500 <= code < 600 else Retry(refusal)
+        return f"{code} {_text(reply)}"
+
+
+class FileSession:
+    """Write each message as an .eml file: the pipeline runs end to end with no SMTP server."""
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def __enter__(self):
+        os.makedirs(self.directory, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+    def send(self, data, sender, recipient, submission_id):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = os.path.join(self.directory, f"{stamp}-{submission_id}-{uuid.uuid4().hex[:8]}.eml")
+        with open(path + ".tmp", "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(path + ".tmp", path)
+        return f"written to {path}"
+
+
+def connection_problem(error):
+    """Say in one line what went wrong with the connection or the account."""
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return f"login refused: {error.smtp_code} {_text(error.smtp_error)}"
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {_text(error.smtp_error)}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted: {error.verify_message}"
+    if isinstance(error, TimeoutError):
+        return f"timed out: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _text(reply):
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)

@@ -1,0 +1,237 @@
+"""The database: opening connections, the one-writer rule, and the schema's migrations."""
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from flask import current_app
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+BUSY_TIMEOUT_SECONDS = 30
+STATUSES = ("new", "in_progress", "answered", "spam")
+CORE_FIELDS = ("name", "email", "phone", "subject", "message")
+SEARCHED_FIELDS = ("form", *CORE_FIELDS, "extra", "reply_to", "mail_subject", "page", "note", "spam_reason")
+
+migrations = Migrations("postbox")
+
+
+@migrations()
+def m001_submissions_and_outbox(db):
+    db["submissions"].create(
+        {
+            "id": int, "form": str, "received_at": str,
+            "name": str, "email": str, "phone": str, "subject": str, "message": str,
+            "extra": str, "reply_to": str, "mail_subject": str, "page": str, "ip": str, "user_agent": str, "language": str,
+            "status": str, "spam_reason": str, "note": str, "status_by": str, "status_at": str,
+        },
+        pk="id",
+        not_null={"form", "received_at", "status"},
+        defaults={"status": "new", "extra": "{}"},
+    )
+    db["submissions"].create_index(["received_at"])
+    db["submissions"].create_index(["status", "received_at"])
+    db["outbox"].create(
+        {
+            "id": int, "submission_id": int, "kind": str, "message_id": str, "recipients": str,
+            "state": str, "attempts": int, "created_at": float, "next_attempt_at": float,
+            "lease_until": float, "lease_owner": str, "last_error": str, "sent_at": float,
+        },
+        pk="id",
+        not_null={"submission_id", "kind", "message_id", "recipients", "state"},
+        defaults={"state": "pending", "attempts": 0, "lease_until": 0},
+        foreign_keys=[("submission_id", "submissions", "id")],
+    )
+    db["outbox"].create_index(["state", "next_attempt_at"])
+    db["outbox"].create_index(["submission_id"])
+    db["delivery_log"].create(
+        {"id": int, "outbox_id": int, "at": float, "outcome": str, "detail": str},
+        pk="id",
+        foreign_keys=[("outbox_id", "outbox", "id")],
+    )
+    db["delivery_log"].create_index(["outbox_id"])
+
+
+@migrations()
+def m002_users(db):
+    db["users"].create(
+        {"id": int, "email": str, "password_hash": str, "created_at": str},
+        pk="id",
+        not_null={"email", "password_hash", "created_at"},
+    )
+    db["users"].create_index(["email"], unique=True)
+
+
+@migrations()
+def m003_search_index(db):
+    # An external-content FTS5 table: the text lives once, in submissions; triggers keep the index in step.
+    columns = ", ".join(SEARCHED_FIELDS)
+    new_values = ", ".join(f"new.{name}" for name in SEARCHED_FIELDS)
+    old_values = ", ".join(f"old.{name}" for name in SEARCHED_FIELDS)
+    remove_old = (f"INSERT INTO submissions_fts (submissions_fts, rowid, {columns})"
+                  f" VALUES ('delete', old.id, {old_values});")
+    add_new = f"INSERT INTO submissions_fts (rowid, {columns}) VALUES (new.id, {new_values});"
+    # One execute() per statement: executescript() would commit the migration's transaction half-way.
+    db.conn.execute(f"CREATE VIRTUAL TABLE submissions_fts USING fts5({columns}, content='submissions',"
+                    " content_rowid='id', tokenize='unicode61 remove_diacritics 2')")
+    db.conn.execute(f"CREATE TRIGGER submissions_fts_insert AFTER INSERT ON submissions BEGIN {add_new} END")
+    db.conn.execute(f"CREATE TRIGGER submissions_fts_delete AFTER DELETE ON submissions BEGIN {remove_old} END")
+    db.conn.execute(f"CREATE TRIGGER submissions_fts_update AFTER UPDATE OF {columns} ON submissions"
+                    f" BEGIN {remove_old} {add_new} END")
+    db.conn.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('rebuild')")
+
+
+@migrations()
+def m004_inbox_indexes(db):
+    # Keyset pages walk (received_at, id) newest first; the rowid is every index's last column already.
+    db["submissions"].create_index(["form", "received_at"])
+    # Covers the chart's (received_at, status) reads: no table lookups for a quarter's submissions.
+    db["submissions"].create_index(["received_at", "status"])
+
+
+@migrations()
+def m005_duplicate_check_index(db):
+    # The duplicate rule looks up one address's recent messages: without this it scans minutes of traffic.
+    db["submissions"].create_index(["email", "received_at"])
+
+
+# A submission's quarter hour of UTC received_at, as text ("2026-02-20T01:30"): every time zone's days start on one.
+QUARTER_OF = "substr({row}.received_at, 1, 14) || printf('%02d', substr({row}.received_at, 15, 2) / 15 * 15)"
+
+
+@migrations()
+def m006_inbox_counts(db):
+    # Counts kept by triggers, so the inbox's counts and chart sum a few thousand rows, not every submission:
+    # per form and status (the unfiltered counts), and per UTC quarter hour as well (date ranges, the chart).
+    db.conn.execute("CREATE TABLE inbox_totals (form TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,"
+                    " PRIMARY KEY (form, status)) WITHOUT ROWID")
+    db.conn.execute("CREATE TABLE inbox_quarters (quarter TEXT NOT NULL, form TEXT NOT NULL, status TEXT NOT NULL,"
+                    " n INTEGER NOT NULL, PRIMARY KEY (quarter, form, status)) WITHOUT ROWID")
+    count_new = (
+        "INSERT INTO inbox_totals (form, status, n) VALUES (new.form, new.status, 1)"
+        " ON CONFLICT (form, status) DO UPDATE SET n = n + 1;"
+        f" INSERT INTO inbox_quarters (quarter, form, status, n) VALUES ({QUARTER_OF.format(row='new')},"
+        " new.form, new.status, 1) ON CONFLICT (quarter, form, status) DO UPDATE SET n = n + 1;")
+    old_quarter = f"quarter = {QUARTER_OF.format(row='old')} AND form = old.form AND status = old.status"
+    uncount_old = (
+        "UPDATE inbox_totals SET n = n - 1 WHERE form = old.form AND status = old.status;"
+        f" UPDATE inbox_quarters SET n = n - 1 WHERE {old_quarter};"
+        f" DELETE FROM inbox_quarters WHERE {old_quarter} AND n = 0;")
+    db.conn.execute(f"CREATE TRIGGER inbox_counts_insert AFTER INSERT ON submissions BEGIN {count_new} END")
+    db.conn.execute(f"CREATE TRIGGER inbox_counts_delete AFTER DELETE ON submissions BEGIN {uncount_old} END")
+    db.conn.execute("CREATE TRIGGER inbox_counts_update AFTER UPDATE OF form, status, received_at ON submissions"
+                    " WHEN old.form IS NOT new.form OR old.status IS NOT new.status"
+                    f" OR old.received_at IS NOT new.received_at BEGIN {uncount_old} {count_new} END")
+    db.conn.execute("INSERT INTO inbox_quarters (quarter, form, status, n)"
+                    f" SELECT {QUARTER_OF.format(row='submissions')}, form, status, COUNT(*) FROM submissions"
+                    " GROUP BY 1, 2, 3")
+    db.conn.execute("INSERT INTO inbox_totals (form, status, n)"
+                    " SELECT form, status, SUM(n) FROM inbox_quarters GROUP BY form, status")
+    # Covers DELIVERY_STATE (the latest owner's email of a submission): the export reads it for every row.
+    db["outbox"].create_index(["submission_id", "kind", "id", "state"])
+
+
+@migrations()
+def m007_channels(db):
+    # One outbox row per channel target: each owner address, webhook and messenger has its own outcome.
+    # "owner" now means only the site's owner: the process holding a lease is its claimant, and the
+    # notification of a new lead is the kind "lead".
+    db.conn.execute("ALTER TABLE outbox RENAME COLUMN lease_owner TO claimant")
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'email'")
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN target TEXT NOT NULL DEFAULT ''")
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN lease_token TEXT")
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN reply TEXT")
+    db.conn.execute("UPDATE outbox SET kind = 'lead' WHERE kind = 'owner'")
+    columns = ("submission_id", "kind", "message_id", "state", "attempts", "created_at", "next_attempt_at",
+               "last_error", "sent_at", "channel")
+    for row in db.conn.execute("SELECT id, recipients FROM outbox").fetchall():
+        first, *others = json.loads(row["recipients"]) or [""]
+        db.conn.execute("UPDATE outbox SET target = ? WHERE id = ?", [first, row["id"]])
+        for address in others:
+            db.conn.execute(f"INSERT INTO outbox ({', '.join(columns)}, target, recipients)"
+                            f" SELECT {', '.join(columns)}, ?, '[]' FROM outbox WHERE id = ?", [address, row["id"]])
+    db.conn.execute("DROP INDEX idx_outbox_submission_id_kind_id_state")
+    db.conn.execute("ALTER TABLE outbox DROP COLUMN recipients")
+    db["outbox"].create_index(["submission_id", "kind", "id", "state"])
+    db["outbox"].create_index(["channel", "target", "state"])
+    # Per channel target (target '' is the channel's connection): pauses, the last outcome, and "turned off".
+    db.conn.execute(
+        "CREATE TABLE delivery_targets (channel TEXT NOT NULL, target TEXT NOT NULL, paused_until REAL NOT NULL"
+        " DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_attempt_at REAL, last_ok_at REAL, last_error TEXT,"
+        " last_error_at REAL, off_at REAL,"
+        " PRIMARY KEY (channel, target)) WITHOUT ROWID")
+
+
+def open_db(path, synchronous="FULL"):
+    """Open the database file with the settings that make an acknowledged write durable.
+
+    FULL: a commit is on disk before the visitor hears "thank you", even across power loss. The delivery
+    worker may ask for NORMAL: in WAL mode its commits survive a killed process, and power loss can undo only
+    its last outcomes, which means a message sent twice, never one lost.
+    """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return Database(conn, execute_plugins=False)
+
+
+_thread_connections = threading.local()
+# One writer at a time inside a process: waiting here is woken at once, where SQLite's busy handler
+# would sleep in growing steps. Between processes, SQLite's lock and busy timeout still arbitrate.
+_write_lock = threading.RLock()
+
+
+def get_db():
+    """Return this thread's connection to the app's database, opened once and reused by its requests."""
+    path = current_app.config["DATABASE"]
+    connections = _thread_connections.__dict__.setdefault("by_path", {})
+    db = connections.get(path)
+    if db is None:
+        db = connections[path] = open_db(path)
+    return db
+
+
+def close_db(exception=None):
+    """End a request: leave no transaction open on the thread's connection."""
+    db = _thread_connections.__dict__.get("by_path", {}).get(current_app.config["DATABASE"])
+    if db is not None and db.conn.in_transaction:
+        db.conn.rollback()
+
+
+def init_app(app):
+    """Migrate the database and end each request with no transaction open."""
+    app.teardown_appcontext(close_db)
+    db = open_db(app.config["DATABASE"])
+    try:
+        migrate(db)
+    finally:
+        db.close()
+
+
+@contextmanager
+def write_transaction(db):
+    """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'."""
+    with _write_lock:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.rollback()
+            raise
+        else:
+            db.conn.commit()
+
+
+def migrate(db):
+    """Apply pending migrations; several processes starting at once apply each exactly once."""
+    with write_transaction(db):
+        migrations.apply(db)
+
+
+def utc_now_iso():
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")

@@ -1,0 +1,402 @@
+"""The outbox engine: queueing notifications, claiming them under fenced leases, recording each outcome as
+soon as it is known, and the delivery worker that runs it.
+
+Every notification is one row per channel target. A worker claims a batch with a lease and a token; before
+each message it extends that message's lease (a worker whose lease was taken finds out there and sends
+nothing more), and right after the other side answers it commits the outcome, so a killed worker repeats at
+most the one message it had in flight.
+"""
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+
+from channels import CHANNELS
+from channels.base import ChannelDown, Permanent, Retry, TargetOff
+from config import ConfigError
+from database import open_db, write_transaction
+import submissions
+
+log = logging.getLogger("postbox.delivery")
+DETAIL_LENGTH = 500
+
+
+def check_lease(config):
+    """Refuse a lease too short for one message's worst case: a send outliving its lease could be repeated."""
+    forms = config["FORM_DEFINITIONS"].values()
+    worst = {name: channel.worst_case_seconds(config) for name, channel in CHANNELS.items()
+             if any(channel(config).targets(form) for form in forms)}
+    name, seconds = max(worst.items(), key=lambda item: item[1])
+    if seconds >= config["LEASE_SECONDS"]:
+        terms = {"email": "POSTBOX_SMTP_TIMEOUT × 8 + POSTBOX_SMTP_DATA_TIMEOUT",
+                 "webhook": "POSTBOX_WEBHOOK_TIMEOUT × 4", "notify": "POSTBOX_NOTIFY_TIMEOUT × 6"}
+        raise ConfigError("LEASE_SECONDS", f"must be longer than one {name} message's worst case, {seconds:g} s"
+                                           f" ({terms.get(name, name)}), got {config['LEASE_SECONDS']:g}")
+
+
+# --- Queueing -----------------------------------------------------------------------------------------------
+
+def notifications_for(config, form, kind="lead"):
+    """Return one notification per target of every channel the form uses.
+
+    A channel's targets share one message id: it is one message (one email to two owners, one event to
+    two webhooks), and each target's copy keeps that id across every retry.
+    """
+    notifications = []
+    for name, channel_class in CHANNELS.items():
+        channel = channel_class(config)
+        targets = channel.targets(form)
+        message_id = channel.new_message_id() if targets else ""
+        notifications += [{"kind": kind, "channel": name, "target": target, "message_id": message_id}
+                          for target in targets]
+    return notifications
+
+
+def queue(db, submission_id, notifications, now):
+    """Insert a submission's outbox rows, inside the caller's transaction; a target turned off gets 'off'."""
+    for notification in notifications:
+        off = db.conn.execute("SELECT off_at FROM delivery_targets WHERE channel = ? AND target = ?"
+                              " AND off_at IS NOT NULL", [notification["channel"], notification["target"]]).fetchone()
+        db.conn.execute(
+            "INSERT INTO outbox (submission_id, kind, channel, target, message_id, state, created_at, next_attempt_at,"
+            " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [submission_id, notification["kind"], notification["channel"], notification["target"],
+             notification["message_id"], "off" if off else "pending", now, now,
+             "this target was turned off" if off else None])
+
+
+# --- Claims and leases --------------------------------------------------------------------------------------
+
+def claim(db, claimant, now, lease_seconds, limit):
+    """Lease up to `limit` due messages of channels that are not paused; return (token, rows)."""
+    token = uuid.uuid4().hex
+    with write_transaction(db):
+        rows = db.conn.execute(
+            "UPDATE outbox SET lease_until = :until, claimant = :claimant, lease_token = :token WHERE id IN ("
+            " SELECT outbox.id FROM outbox LEFT JOIN delivery_targets AS connection"
+            " ON connection.channel = outbox.channel AND connection.target = ''"
+            " WHERE outbox.state = 'pending' AND outbox.next_attempt_at <= :now AND outbox.lease_until <= :now"
+            " AND coalesce(connection.paused_until, 0) <= :now ORDER BY outbox.next_attempt_at LIMIT :limit)"
+            " RETURNING *",
+            {"until": now + lease_seconds, "claimant": claimant, "token": token, "now": now, "limit": limit},
+        ).fetchall()
+    return token, sorted((dict(row) for row in rows), key=lambda row: (row["next_attempt_at"], row["id"]))
+
+
+def renew(db, row, token, until):
+    """Extend one claimed message's lease before sending it; False when another worker holds it now."""
+    with write_transaction(db):
+        cursor = db.conn.execute("UPDATE outbox SET lease_until = ? WHERE id = ? AND lease_token = ?"
+                                 " AND state = 'pending'", [until, row["id"], token])
+    return cursor.rowcount == 1
+
+
+def release(db, outbox_ids, token):
+    """Give back claimed messages untouched and due now, for the next worker."""
+    with write_transaction(db):
+        db.conn.executemany("UPDATE outbox SET lease_until = 0, claimant = NULL, lease_token = NULL"
+                            " WHERE id = ? AND lease_token = ?", [(outbox_id, token) for outbox_id in outbox_ids])
+
+
+# --- Outcomes -------------------------------------------------------------------------------------------------
+
+_OUTCOMES = {
+    "sent": "state = 'sent', sent_at = :now, reply = :detail, last_error = NULL",
+    "retry": "next_attempt_at = :next_attempt_at, last_error = :detail",
+    "failed": "state = 'failed', last_error = :detail",
+    "off": "state = 'off', last_error = :detail",
+}
+
+
+def record(db, row, token, outcome, now, detail, next_attempt_at=None):
+    """Commit one message's outcome, if this worker still holds its lease; return whether it was recorded."""
+    params = {"id": row["id"], "token": token, "now": now, "detail": detail[:DETAIL_LENGTH],
+              "next_attempt_at": next_attempt_at, "outcome": outcome}
+    with write_transaction(db):
+        cursor = db.conn.execute(
+            f"UPDATE outbox SET {_OUTCOMES[outcome]}, attempts = attempts + 1, lease_until = 0, claimant = NULL,"
+            " lease_token = NULL WHERE id = :id AND lease_token = :token", params)
+        if cursor.rowcount == 0:
+            return False
+        db.conn.execute("INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (:id, :now, :outcome,"
+                        " :detail)", params)
+        _note_target(db, row, outcome, now, params["detail"])
+    return True
+
+
+def _note_target(db, row, outcome, now, detail):
+    """Keep each target's last outcome (for health and the inbox), and act on a success or a 410."""
+    channel = CHANNELS.get(row["channel"])
+    scope = "" if channel is not None and channel.shared_connection else row["target"]
+    db.conn.execute("INSERT INTO delivery_targets (channel, target) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING",
+                    [row["channel"], row["target"], row["channel"], scope])
+    if outcome == "sent":
+        troubled = db.conn.execute(
+            "SELECT 1 FROM delivery_targets WHERE channel = ? AND target IN (?, ?) AND (failures > 0"
+            " OR last_error_at > coalesce(last_ok_at, 0))", [row["channel"], row["target"], scope]).fetchone()
+        if troubled:
+            # The channel works again: what waited for it goes now, not after its backoff.
+            db.conn.execute("UPDATE outbox SET next_attempt_at = :now WHERE state = 'pending' AND channel = :channel"
+                            " AND (:scope = '' OR target = :scope) AND next_attempt_at > :now",
+                            {"now": now, "channel": row["channel"], "scope": scope})
+        db.conn.execute("UPDATE delivery_targets SET last_attempt_at = ?, last_ok_at = ?, failures = 0,"
+                        " paused_until = 0 WHERE channel = ? AND target IN (?, ?)",
+                        [now, now, row["channel"], row["target"], scope])
+        return
+    db.conn.execute("UPDATE delivery_targets SET last_attempt_at = ?, last_error = ?, last_error_at = ?"
+                    " WHERE channel = ? AND target = ?", [now, detail, now, row["channel"], row["target"]])
+    if outcome == "off":
+        db.conn.execute("UPDATE delivery_targets SET off_at = ? WHERE channel = ? AND target = ?",
+                        [now, row["channel"], row["target"]])
+        db.conn.execute("UPDATE outbox SET state = 'off', last_error = ? WHERE state = 'pending' AND channel = ?"
+                        " AND target = ? AND lease_token IS NULL", [detail, row["channel"], row["target"]])
+
+
+def pause_channel(db, channel, now, detail, config):
+    """Record a channel-wide failure and pause the channel with backoff; return when it resumes."""
+    with write_transaction(db):
+        db.conn.execute("INSERT INTO delivery_targets (channel, target) VALUES (?, '') ON CONFLICT DO NOTHING",
+                        [channel])
+        failures = db.conn.execute(
+            "UPDATE delivery_targets SET failures = failures + 1, last_attempt_at = ?, last_error = ?,"
+            " last_error_at = ? WHERE channel = ? AND target = '' RETURNING failures",
+            [now, detail[:DETAIL_LENGTH], now, channel]).fetchone()[0]
+        resume = now + retry_delay(failures, config)
+        db.conn.execute("UPDATE delivery_targets SET paused_until = ? WHERE channel = ? AND target = ''",
+                        [resume, channel])
+    return resume
+
+
+def retry_delay(attempts, config):
+    """Exponential backoff with jitter: about RETRY_FIRST_SECONDS, doubling up to RETRY_MAX_SECONDS."""
+    base = min(config["RETRY_MAX_SECONDS"], config["RETRY_FIRST_SECONDS"] * 2 ** max(attempts - 1, 0))
+    return base * random.uniform(0.8, 1.2) if base < config["RETRY_MAX_SECONDS"] else base * random.uniform(0.9, 1.0)
+
+
+# --- What the owner and the administrator can do ------------------------------------------------------------
+
+def resend(db, submission_id, now, outbox_id=None):
+    """Send a submission's notifications again now, or just one of them; the give-up window restarts."""
+    with write_transaction(db):
+        cursor = db.conn.execute(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = :now, created_at = :now, lease_until = 0,"
+            " claimant = NULL, lease_token = NULL WHERE submission_id = :submission AND kind = 'lead'"
+            " AND (:outbox IS NULL OR id = :outbox)", {"now": now, "submission": submission_id, "outbox": outbox_id})
+        if outbox_id is not None:
+            # The owner asked for this target explicitly: a 410 is not the last word.
+            db.conn.execute("UPDATE delivery_targets SET off_at = NULL WHERE (channel, target) IN"
+                            " (SELECT channel, target FROM outbox WHERE id = ?)", [outbox_id])
+    return cursor.rowcount
+
+
+def queue_for(db, submission_id, notifications, now):
+    """Queue notifications for a submission that has none yet (one kept as spam, then resent)."""
+    with write_transaction(db):
+        queue(db, submission_id, notifications, now)
+
+
+def send_all_now(db, now):
+    """Make every waiting message due now and lift every pause; return how many messages were waiting."""
+    with write_transaction(db):
+        db.conn.execute("UPDATE delivery_targets SET paused_until = 0")
+        return db.conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending'"
+                               " AND next_attempt_at > ?", [now, now]).rowcount
+
+
+def next_due_at(db):
+    """Return when the earliest pending message is due (epoch seconds), pauses included, or None."""
+    row = db.conn.execute(
+        "SELECT MIN(MAX(outbox.next_attempt_at, outbox.lease_until, coalesce(connection.paused_until, 0)))"
+        " FROM outbox LEFT JOIN delivery_targets AS connection ON connection.channel = outbox.channel"
+        " AND connection.target = '' WHERE outbox.state = 'pending'").fetchone()
+    return row[0]
+
+
+def notifications_of(db, submission_id):
+    """Return a submission's notifications, one per channel target, each with its delivery log."""
+    rows = [dict(row) for row in db.conn.execute(
+        "SELECT * FROM outbox WHERE submission_id = ? ORDER BY id", [submission_id])]
+    for row in rows:
+        row["log"] = [dict(entry) for entry in db.conn.execute(
+            "SELECT * FROM delivery_log WHERE outbox_id = ? ORDER BY id", [row["id"]])]
+    return rows
+
+
+def channel_problems(db):
+    """Return the channels and targets whose last attempt failed, newest first."""
+    return [dict(row) for row in db.conn.execute(
+        "SELECT * FROM delivery_targets WHERE last_error_at > coalesce(last_ok_at, 0) OR off_at IS NOT NULL"
+        " ORDER BY last_error_at DESC")]
+
+
+# --- The worker ------------------------------------------------------------------------------------------------
+
+def deliver_due(app, db, claimant, clock=time.time, stopping=None):
+    """Claim one batch of due messages and deliver it; return how many were claimed.
+
+    `clock` gives the time (tests move it); `stopping`, an Event, makes the worker finish the message in
+    flight and give back the rest of its claim.
+    """
+    config = app.config
+    token, batch = claim(db, claimant, clock(), config["LEASE_SECONDS"], config["BATCH_SIZE"])
+    if not batch:
+        return 0
+    channels = {name: channel_class(config) for name, channel_class in CHANNELS.items()}
+    sessions, down = {}, set()
+    with app.app_context(), ExitStack() as stack:
+        for index, row in enumerate(batch):
+            if stopping is not None and stopping.is_set():
+                release(db, [rest["id"] for rest in batch[index:]], token)
+                log.info("stopping: gave back %d claimed message(s)", len(batch) - index)
+                break
+            if row["channel"] in down:
+                release(db, [row["id"]], token)
+                continue
+            if not renew(db, row, token, clock() + config["LEASE_SECONDS"]):
+                log.warning("outbox %s: the lease passed to another worker; not sending it", row["id"])
+                continue
+            channel = channels.get(row["channel"])
+            try:
+                if channel is None:
+                    raise Permanent(f"unknown channel {row['channel']!r}")
+                submission = submissions.get_submission(db, row["submission_id"])
+                if submission is None:
+                    raise Permanent("the submission was deleted")
+                if row["channel"] not in sessions:
+                    sessions[row["channel"]] = stack.enter_context(channel.session())
+                answer = channel.send(sessions[row["channel"]], row, submission, _form_of(config, submission))
+            except ChannelDown as error:
+                down.add(row["channel"])
+                _channel_down(db, row, token, str(error), clock, config)
+            except Exception as error:  # any one message's failure, a bug included, is that message's alone
+                _failed_attempt(db, row, token, error, clock(), config)
+            else:
+                _record(db, row, token, "sent", clock(), answer)
+                log.info("sent %s %s of submission %s to %s, %s: %s", row["channel"], row["kind"],
+                         row["submission_id"], row["target"], row["message_id"] or f"outbox {row['id']}", answer)
+    return len(batch)
+
+
+def _form_of(config, submission):
+    forms = config["FORM_DEFINITIONS"]
+    return forms.get(submission["form"]) or forms["contactus"]
+
+
+def _record(db, row, token, outcome, now, detail, next_attempt_at=None):
+    if not record(db, row, token, outcome, now, detail, next_attempt_at):
+        log.warning("outbox %s: outcome %r refused, another worker holds the message now (%s)",
+                    row["id"], outcome, detail)
+
+
+def _failed_attempt(db, row, token, error, now, config):
+    """Record a failed attempt: a retry with backoff, or failed for good (or the target off)."""
+    if isinstance(error, TargetOff):
+        outcome, detail = "off", str(error)
+    elif isinstance(error, Permanent):
+        outcome, detail = "failed", str(error)
+    elif isinstance(error, Retry):
+        outcome, detail = "retry", str(error)
+    else:
+        log.exception("outbox %s: building or sending it raised", row["id"])
+        outcome, detail = "retry", f"{type(error).__name__}: {error}"
+    attempts = row["attempts"] + 1
+    if outcome == "retry" and now - row["created_at"] > config["GIVE_UP_SECONDS"]:
+        outcome, detail = "failed", f"gave up after {attempts} attempts; last error: {detail}"
+    next_attempt_at = None
+    if outcome == "retry":
+        delay = retry_delay(attempts, config)
+        if getattr(error, "retry_after", None):
+            delay = max(delay, min(error.retry_after, config["RETRY_MAX_SECONDS"]))
+        next_attempt_at = now + delay
+        log.warning("%s to %s for submission %s failed (attempt %d), retrying in %.0f s: %s", row["channel"],
+                    row["target"], row["submission_id"], attempts, delay, detail)
+    else:
+        log.error("%s to %s for submission %s: %s (%s)", row["channel"], row["target"], row["submission_id"],
+                  "failed for good" if outcome == "failed" else "target turned off", detail)
+    _record(db, row, token, outcome, now, detail, next_attempt_at)
+
+
+def _channel_down(db, row, token, detail, clock, config):
+    """The channel, not this message, failed: pause the channel and charge no attempt, up to the give-up time."""
+    now = clock()
+    resume = pause_channel(db, row["channel"], now, detail, config)
+    log.error("%s channel down, paused for %.0f s; messages wait, none is failed for it: %s",
+              row["channel"], resume - now, detail)
+    if now - row["created_at"] > config["GIVE_UP_SECONDS"]:
+        _record(db, row, token, "failed", now, f"gave up; the {row['channel']} channel is down: {detail}")
+    else:
+        release(db, [row["id"]], token)
+
+
+class DeliveryWorker:
+    """A thread that delivers the outbox: woken by new submissions, polling for retries."""
+
+    def __init__(self, app, clock=time.time):
+        self.app = app
+        self.clock = clock
+        self.claimant = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.wakeup = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="postbox-delivery", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def wake(self):
+        self.wakeup.set()
+
+    def stop(self, timeout=10):
+        """Finish the message in flight, give back the rest of the claim, and end the thread."""
+        self.stopping.set()
+        self.wakeup.set()
+        self.thread.join(timeout)
+
+    def run(self):
+        # NORMAL: an outcome survives a killed process; power loss can only undo the last ones (a duplicate).
+        db = open_db(self.app.config["DATABASE"], synchronous="NORMAL")
+        try:
+            while not self.stopping.is_set():
+                self.wakeup.clear()
+                try:
+                    if deliver_due(self.app, db, self.claimant, self.clock, self.stopping):
+                        continue
+                    self.wakeup.wait(self._idle_seconds(db))
+                except Exception:
+                    log.exception("delivery worker error; retrying shortly")
+                    self.stopping.wait(self.app.config["POLL_SECONDS"])
+        finally:
+            db.close()
+
+    def _idle_seconds(self, db):
+        poll = self.app.config["POLL_SECONDS"]
+        due = next_due_at(db)
+        return poll if due is None else max(0.0, min(poll, due - self.clock()))
+
+
+def start_worker(app):
+    """Start this process's delivery thread (once) and return it."""
+    worker = app.extensions.get("postbox.worker")
+    if worker is None:
+        worker = app.extensions["postbox.worker"] = DeliveryWorker(app).start()
+        log.info("delivery worker %s started; email goes to %s", worker.claimant,
+                 CHANNELS["email"](app.config).describe())
+    return worker
+
+
+def stop_worker(app):
+    """Stop this process's delivery thread gracefully, if it runs."""
+    worker = app.extensions.pop("postbox.worker", None)
+    if worker is not None:
+        worker.stop()
+
+
+def wake_worker(app):
+    """Tell this process's delivery thread that a message is waiting."""
+    worker = app.extensions.get("postbox.worker")
+    if worker is not None:
+        worker.wake()
