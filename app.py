@@ -7,6 +7,7 @@ import time
 import click
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask, g, jsonify, make_response, render_template, request
+from flask.cli import with_appcontext
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from flask_limiter import Limiter
@@ -143,6 +144,7 @@ def _error_message(error):
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command():
     """Create or migrate the database, and say where the form is and where its notifications go.
 
@@ -163,6 +165,7 @@ def init_db_command():
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @click.option("--now", "everything_now", is_flag=True,
               help="First make every waiting message due now and lift channel pauses (after fixing SMTP, say).")
+@with_appcontext
 def deliver_command(once, everything_now):
     """Run a delivery worker in this process (beside or instead of the web processes' threads).
 

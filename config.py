@@ -1,6 +1,5 @@
 """Read and check Postbox's settings: POSTBOX_* environment variables and the forms file."""
 import ipaddress
-import logging
 import os
 import re
 import secrets
@@ -14,9 +13,7 @@ from babel import Locale
 from email_validator import EmailNotValidError, validate_email
 from standardwebhooks import Webhook
 
-# Apprise's log can quote the URLs it is given, bot tokens included: it reaches no handler of ours, only the
-# notify channel's LogCapture, which scrubs it.
-logging.getLogger("apprise").propagate = False
+import redaction
 
 LANGUAGES = ("en", "ru", "it", "hy", "hi")
 # Parsed once: Locale.parse looks on disk each time it is given a string.
@@ -260,6 +257,7 @@ def webhook_list(config_name, value, secret, allow_private):
         if literal is not None and not allow_private and not literal.is_global:
             raise ConfigError(config_name, f"webhook {url!r} points at a private address;"
                                            " set POSTBOX_WEBHOOK_ALLOW_PRIVATE=true to allow it")
+    redaction.protect(urls)
     if urls:
         try:
             Webhook(secret)
@@ -276,6 +274,7 @@ def notify_list(config_name, value):
         if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
             raise ConfigError(config_name, f"notify URL number {position} is not one Apprise understands"
                                            " (see https://github.com/caronc/apprise/wiki)")
+    redaction.protect(urls)
     return urls
 
 

@@ -23,6 +23,7 @@ import submissions
 
 log = logging.getLogger("postbox.delivery")
 DETAIL_LENGTH = 500
+PAUSE_MAX_SECONDS = 300
 
 
 def check_lease(config):
@@ -135,11 +136,13 @@ def _note_target(db, row, outcome, now, detail):
     db.conn.execute("INSERT INTO delivery_targets (channel, target) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING",
                     [row["channel"], row["target"], row["channel"], scope])
     if outcome == "sent":
+        # A success after trouble: what waited for this channel (or this target) goes now, not after its backoff.
+        # For a shared connection only a connection failure counts: a greylisted email is retried on its own time.
         troubled = db.conn.execute(
-            "SELECT 1 FROM delivery_targets WHERE channel = ? AND target IN (?, ?) AND (failures > 0"
-            " OR last_error_at > coalesce(last_ok_at, 0))", [row["channel"], row["target"], scope]).fetchone()
+            "SELECT 1 FROM delivery_targets WHERE channel = ? AND target = ? AND"
+            " (failures > 0 OR (? != '' AND last_error_at > coalesce(last_ok_at, 0)))",
+            [row["channel"], scope, scope]).fetchone()
         if troubled:
-            # The channel works again: what waited for it goes now, not after its backoff.
             db.conn.execute("UPDATE outbox SET next_attempt_at = :now WHERE state = 'pending' AND channel = :channel"
                             " AND (:scope = '' OR target = :scope) AND next_attempt_at > :now",
                             {"now": now, "channel": row["channel"], "scope": scope})
@@ -165,7 +168,8 @@ def pause_channel(db, channel, now, detail, config):
             "UPDATE delivery_targets SET failures = failures + 1, last_attempt_at = ?, last_error = ?,"
             " last_error_at = ? WHERE channel = ? AND target = '' RETURNING failures",
             [now, detail[:DETAIL_LENGTH], now, channel]).fetchone()[0]
-        resume = now + retry_delay(failures, config)
+        # Probe a down channel at least every PAUSE_MAX_SECONDS: a server back up must not wait out an hour.
+        resume = now + min(retry_delay(failures, config), PAUSE_MAX_SECONDS)
         db.conn.execute("UPDATE delivery_targets SET paused_until = ? WHERE channel = ? AND target = ''",
                         [resume, channel])
     return resume
@@ -199,10 +203,16 @@ def queue_for(db, submission_id, notifications, now):
         queue(db, submission_id, notifications, now)
 
 
+def lift_pauses(db):
+    """Let every paused channel be tried again now (a worker starting may run with a repaired configuration)."""
+    with write_transaction(db):
+        db.conn.execute("UPDATE delivery_targets SET paused_until = 0 WHERE paused_until > 0")
+
+
 def send_all_now(db, now):
     """Make every waiting message due now and lift every pause; return how many messages were waiting."""
+    lift_pauses(db)
     with write_transaction(db):
-        db.conn.execute("UPDATE delivery_targets SET paused_until = 0")
         return db.conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending'"
                                " AND next_attempt_at > ?", [now, now]).rowcount
 
@@ -360,6 +370,7 @@ class DeliveryWorker:
         # NORMAL: an outcome survives a killed process; power loss can only undo the last ones (a duplicate).
         db = open_db(self.app.config["DATABASE"], synchronous="NORMAL")
         try:
+            lift_pauses(db)  # a restart after fixing the SMTP password delivers the queue within seconds
             while not self.stopping.is_set():
                 self.wakeup.clear()
                 try:

@@ -1,11 +1,11 @@
 """The messenger channel: a short text through Apprise (Telegram, Slack, Discord, Matrix, ntfy and many more)."""
 import logging
-import re
 
 import apprise
 
 from channels.base import Channel, Permanent, Retry, public_part, url_label
 from emails import lead_summary
+from redaction import scrub, secret_pieces
 
 # Apprise's own retries are off: the outbox retries, with backoff, across restarts. Its store stays in memory.
 ASSET = apprise.AppriseAsset(storage_mode="memory")
@@ -25,14 +25,6 @@ def label(url):
     plugin = service(url)
     shown = plugin.url(privacy=True) if plugin is not None else public_part(url)
     return url_label(url, shown.split("?", 1)[0])
-
-
-def scrub(text, url):
-    """Remove from text every piece of the URL long enough to be a secret (tokens, passwords, chat ids)."""
-    for piece in sorted(set(re.split(r"[/:@?&=#,]+", url)), key=len, reverse=True):
-        if len(piece) >= 6:
-            text = text.replace(piece, "…")
-    return text
 
 
 class NotifyChannel(Channel):
@@ -56,7 +48,7 @@ class NotifyChannel(Channel):
             delivered = plugin.notify(body=body, title=title)
         if not delivered:
             reason = " ".join(line.split(" - ", 2)[-1] for line in captured.getvalue().splitlines()[-2:])
-            raise Retry(scrub(reason or "the messenger refused the notification", url)[:300])
+            raise Retry(scrub(reason or "the messenger refused the notification", secret_pieces(url))[:300])
         return "accepted"
 
     @staticmethod

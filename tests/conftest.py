@@ -1,6 +1,8 @@
 """Shared fixtures: an app on a temporary SQLite file, a real SMTP server on loopback, a real gunicorn."""
 import asyncio
+import base64
 import email
+import http.server
 import os
 import signal
 import socket
@@ -35,6 +37,7 @@ class RecordingHandler:
         self.messages = []
         self.replies = []  # consumed one per DATA: e.g. "451 4.3.0 try later"; empty means accept
         self.rcpt_replies = {}  # address -> reply for RCPT TO
+        self.mail_replies = []  # consumed one per MAIL FROM: e.g. "550 5.7.1 daily quota exceeded"
         self.delay = 0.0
         self.lock = threading.Lock()
         self.sessions = []  # the EHLO name of each connection
@@ -43,6 +46,13 @@ class RecordingHandler:
         session.host_name = hostname
         self.sessions.append(hostname)
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.rcpt_replies:
@@ -165,6 +175,58 @@ def count_rows(db, table, where="1", params=()):
 
 
 VALID = {"name": "Anna Rossi", "email": "anna@example.com", "message": "Vorrei un mazzo di rose per sabato."}
+
+
+# --- A real HTTP receiver (webhooks, messengers) ---------------------------------------------------------
+
+class HTTPReceiver:
+    """A real HTTP server on loopback that records every request and answers from a programmable list."""
+
+    def __init__(self):
+        self.requests = []
+        self.replies = []  # consumed one per request: (status, headers dict, body bytes); empty means 200
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    status, headers, reply = receiver.replies.pop(0) if receiver.replies else (200, {}, b"{}")
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wait_for(self, count, timeout=15):
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"expected {count} request(s), got {len(self.requests)}"
+            time.sleep(0.05)
+        return self.requests
+
+
+@pytest.fixture
+def http_receiver():
+    receiver = HTTPReceiver()
+    receiver.thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"postbox-test-secret-32-bytes-ok!").decode()
 
 
 # --- A real gunicorn ------------------------------------------------------------------------------

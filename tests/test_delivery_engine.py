@@ -1,0 +1,148 @@
+"""The outbox engine keeps its promise when things break: a poison message, a lease outlived, a shutdown."""
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import ROOT, VALID, base_config, count_rows, deliver_all
+
+import database
+import outbox
+from app import create_app
+
+
+def submit(client, **fields):
+    assert client.post("/contactus", data={**VALID, **fields}).status_code == 303
+
+
+def test_a_message_that_raises_on_build_fails_alone(client, app, db, smtp_server, caplog):
+    app.config["GIVE_UP_SECONDS"] = 60
+    for index in range(4):
+        submit(client, message=f"lead {index}")
+    # A row no template can render: what a bug in a template, a translation or a library looks like.
+    with database.write_transaction(db):
+        db.conn.execute("UPDATE submissions SET extra = '{not json' WHERE id = 1")
+    deliver_all(app, db)
+    assert sorted(m["message"].get_content().split("lead ")[1].split()[0] for m in smtp_server.messages) == \
+        ["1", "2", "3"]
+    poison = db.conn.execute("SELECT * FROM outbox WHERE submission_id = 1").fetchone()
+    assert poison["state"] == "pending" and poison["attempts"] == 1
+    assert poison["last_error"].startswith("JSONDecodeError")
+    later = poison["created_at"] + 61
+    with caplog.at_level(logging.ERROR, logger="postbox.delivery"):
+        deliver_all(app, db, clock=lambda: later)
+    poison = db.conn.execute("SELECT * FROM outbox WHERE submission_id = 1").fetchone()
+    assert poison["state"] == "failed" and poison["attempts"] == 2
+    assert poison["last_error"].startswith("gave up after 2 attempts; last error: JSONDecodeError")
+    assert len(smtp_server.messages) == 3
+
+
+def test_a_batch_that_outlives_its_lease_sends_nothing_twice(client, app, smtp_server, caplog):
+    # One message takes 1 s; the batch of 8 takes 8 s against a 4 s lease, with a second worker waiting.
+    app.config.update(LEASE_SECONDS=4, SMTP_TIMEOUT=0.3, SMTP_DATA_TIMEOUT=1.5)
+    outbox.check_lease(app.config)
+    smtp_server.handler.delay = 1
+    for index in range(8):
+        submit(client, message=f"lead {index}")
+    done = threading.Event()
+
+    def work(claimant):
+        db = database.open_db(app.config["DATABASE"], synchronous="NORMAL")
+        while not done.is_set():
+            if not outbox.deliver_due(app, db, claimant):
+                time.sleep(0.05)
+        db.close()
+
+    with caplog.at_level(logging.WARNING, logger="postbox.delivery"):
+        workers = [threading.Thread(target=work, args=(name,)) for name in ("first", "second")]
+        for worker in workers:
+            worker.start()
+            time.sleep(0.2)  # the first worker claims the whole batch
+        smtp_server.wait_for(8, timeout=30)
+        done.set()
+        for worker in workers:
+            worker.join()
+    ids = [received["message"]["Message-ID"] for received in smtp_server.messages]
+    assert len(ids) == 8 and len(set(ids)) == 8
+    assert any("lease passed to another worker" in record.getMessage() for record in caplog.records)
+    db = database.open_db(app.config["DATABASE"])
+    assert count_rows(db, "outbox", "state = 'sent'") == 8
+    db.close()
+
+
+def test_a_late_outcome_is_refused_and_logged(client, app, db, smtp_server, caplog):
+    submit(client)
+    now = time.time()
+    token, [row] = outbox.claim(db, "slow-worker", now, lease_seconds=1, limit=10)
+    other_token, [taken] = outbox.claim(db, "other-worker", now + 2, lease_seconds=900, limit=10)
+    assert taken["id"] == row["id"]
+    assert not outbox.renew(db, row, token, now + 3)
+    assert not outbox.record(db, row, token, "sent", now + 3, "250 late")
+    assert outbox.record(db, taken, other_token, "sent", now + 3, "250 on time")
+    assert db.conn.execute("SELECT reply FROM outbox").fetchone()[0] == "250 on time"
+
+
+def test_a_lease_shorter_than_one_message_stops_start_up(config, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        create_app({**config, "LEASE_SECONDS": 60, "SMTP_TIMEOUT": 15, "SMTP_DATA_TIMEOUT": 600})
+    message = str(stopped.value)
+    assert message.count("\n") == 0
+    assert "POSTBOX_LEASE_SECONDS" in message and "POSTBOX_SMTP_DATA_TIMEOUT" in message
+
+
+def deliver_process(tmp_path, smtp_port, *args, **overrides):
+    env = {**os.environ, **{f"POSTBOX_{key}": str(value)
+                            for key, value in {**base_config(tmp_path, smtp_port), **overrides}.items()}}
+    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "deliver", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_until(condition, timeout, message):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+def test_sigterm_mid_batch_hands_the_rest_to_another_worker_at_once(app, client, smtp_server, tmp_path):
+    smtp_server.handler.delay = 0.3
+    for index in range(20):
+        submit(client, message=f"lead {index}")
+    db = database.open_db(app.config["DATABASE"])
+    first = deliver_process(tmp_path, smtp_server.port)
+    try:
+        wait_until(lambda: count_rows(db, "outbox", "claimant IS NOT NULL") >= 15 and smtp_server.messages, 20,
+                   "the first worker never claimed the batch")
+        second = deliver_process(tmp_path, smtp_server.port)
+        time.sleep(1)  # the second worker runs, and finds everything leased to the first
+        stopped_at = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(10) == 0
+        wait_until(lambda: count_rows(db, "outbox", "state = 'sent'") == 20, 10,
+                   "the rest was not delivered within 10 s of SIGTERM")
+        assert time.monotonic() - stopped_at < 10
+    finally:
+        for process in (first, locals().get("second")):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    ids = [received["message"]["Message-ID"] for received in smtp_server.messages]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    db.close()
+
+
+def test_deliver_now_lifts_pauses_and_backoff(app, client, db, smtp_server, runner):
+    app.config.update(RETRY_FIRST_SECONDS=600, RETRY_MAX_SECONDS=3600)
+    smtp_server.stop()
+    submit(client)
+    deliver_all(app, db)
+    smtp_server.start()
+    assert deliver_all(app, db) == 0  # paused
+    result = runner.invoke(args=["deliver", "--once", "--now"])
+    assert result.exit_code == 0, result.output
+    assert "Claimed 1 message(s)." in result.output
+    assert len(smtp_server.messages) == 1

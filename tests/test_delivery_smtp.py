@@ -1,0 +1,184 @@
+"""SMTP read as RFC 5321 means it: a refusal of the connection pauses the channel, a refusal of a recipient or
+of the content is that message's, each owner address is its own target, and the final reply gets its 10 minutes."""
+import logging
+import socket
+import threading
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from conftest import VALID, count_rows, deliver_all, free_port
+
+from app import create_app
+
+
+def submit(client, **fields):
+    assert client.post("/contactus", data={**VALID, **fields}).status_code == 303
+
+
+def connection_pause(db):
+    return db.conn.execute("SELECT * FROM delivery_targets WHERE channel = 'email' AND target = ''").fetchone()
+
+
+class GreetingRefuser:
+    """A server on the SMTP port that answers every connection with a 554 greeting (a blocklist), then hangs up."""
+
+    def __init__(self, port):
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.listener.settimeout(0.1)
+        self.stopping = threading.Event()
+        self.connections = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopping.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with connection:
+                connection.sendall(b"554 5.7.1 Your address is on our blocklist\r\n")
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def test_refusals_of_the_connection_fail_no_lead_and_all_arrive_after_recovery(client, app, db, smtp_server):
+    smtp_server.stop()
+    refuser = GreetingRefuser(smtp_server.port)
+    for index in range(5):
+        submit(client, message=f"lead {index}")
+    deliver_all(app, db)
+    assert refuser.connections == 1  # one try for the channel, not one per lead
+    refuser.stop()
+    pause = connection_pause(db)
+    assert "554" in pause["last_error"] and pause["failures"] == 1
+    assert count_rows(db, "outbox", "state = 'pending' AND attempts = 0") == 5
+
+    smtp_server.start()
+    smtp_server.handler.mail_replies = ["550 5.7.1 Daily sending quota exceeded"]
+    assert deliver_all(app, db) == 0  # paused: nothing is claimed before the pause ends
+    deliver_all(app, db, clock=lambda: pause["paused_until"] + 0.01)
+    pause = connection_pause(db)
+    assert "550" in pause["last_error"] and pause["failures"] == 2
+    assert count_rows(db, "outbox", "state = 'pending' AND attempts = 0") == 5
+    assert smtp_server.messages == []
+
+    deliver_all(app, db, clock=lambda: pause["paused_until"] + 0.01)
+    bodies = sorted(received["message"].get_content().split("lead ")[1].split()[0] for received in smtp_server.messages)
+    assert bodies == ["0", "1", "2", "3", "4"]
+    assert count_rows(db, "outbox", "state = 'sent' AND attempts = 1") == 5
+    assert connection_pause(db)["failures"] == 0
+
+
+def test_each_owner_address_has_its_own_outcome(config, smtp_server, tmp_path):
+    config["OWNER_EMAIL"] = "owner@florist.example,assistant@florist.example"
+    app = create_app(config)
+    client = app.test_client()
+    db = __import__("database").open_db(config["DATABASE"])
+    smtp_server.handler.rcpt_replies["assistant@florist.example"] = "452 4.2.2 Mailbox full"
+    submit(client)
+    deliver_all(app, db)
+    assert [received["rcpt_tos"] for received in smtp_server.messages] == [["owner@florist.example"]]
+    second = db.conn.execute("SELECT * FROM outbox WHERE target = 'assistant@florist.example'").fetchone()
+    assert second["state"] == "pending" and second["attempts"] == 1 and "452" in second["last_error"]
+
+    del smtp_server.handler.rcpt_replies["assistant@florist.example"]
+    deliver_all(app, db, clock=lambda: second["next_attempt_at"] + 0.01)
+    assert sorted(received["rcpt_tos"][0] for received in smtp_server.messages) == [
+        "assistant@florist.example", "owner@florist.example"]
+    assert count_rows(db, "outbox", "state = 'sent'") == 2
+
+    smtp_server.handler.rcpt_replies["owner@florist.example"] = "550 5.1.1 No such user"
+    submit(client, message="a second lead")
+    deliver_all(app, db)
+    states = dict(db.conn.execute("SELECT target, state FROM outbox WHERE submission_id = 2").fetchall())
+    assert states == {"owner@florist.example": "failed", "assistant@florist.example": "sent"}
+    db.close()
+
+
+def test_a_slow_final_reply_is_waited_for_and_gives_one_copy(client, app, db, smtp_server):
+    smtp_server.handler.delay = 20  # longer than POSTBOX_SMTP_TIMEOUT (2 s here), well within RFC 5321's 10 minutes
+    submit(client)
+    deliver_all(app, db)
+    smtp_server.handler.delay = 0
+    deliver_all(app, db)
+    assert len(smtp_server.messages) == 1
+    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    assert row["state"] == "sent" and row["attempts"] == 1 and row["reply"] == "250 Message accepted"
+
+
+def test_only_the_message_tried_is_charged_an_attempt(client, app, db, smtp_server):
+    smtp_server.handler.replies = ["451 4.3.0 Try again later"]
+    for index in range(3):
+        submit(client, message=f"lead {index}")
+    deliver_all(app, db)
+    attempts = [row[0] for row in db.conn.execute("SELECT attempts FROM outbox ORDER BY id")]
+    assert attempts == [1, 1, 1]
+    states = [row[0] for row in db.conn.execute("SELECT state FROM outbox ORDER BY id")]
+    assert states == ["pending", "sent", "sent"]
+
+
+def test_ehlo_names_the_senders_domain_or_the_setting(config, smtp_server):
+    for helo, expected in (("", "florist.example"), ("mx.florist.example", "mx.florist.example")):
+        smtp_server.handler.sessions.clear()
+        app = create_app({**config, "SMTP_HELO": helo})
+        assert app.test_client().post("/contactus", data={**VALID, "message": helo or "default"}).status_code == 303
+        db = __import__("database").open_db(config["DATABASE"])
+        deliver_all(app, db)
+        db.close()
+        assert smtp_server.handler.sessions == [expected]
+
+
+def test_the_servers_reply_is_kept_and_the_log_names_the_message_id(client, app, db, smtp_server, caplog):
+    submit(client)
+    with caplog.at_level(logging.INFO, logger="postbox.delivery"):
+        deliver_all(app, db)
+    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    assert row["reply"] == "250 Message accepted"
+    assert any(row["message_id"] in record.getMessage() and "sent" in record.getMessage() for record in caplog.records)
+    page = __import__("outbox").notifications_of(db, row["submission_id"])[0]
+    assert page["log"][-1]["outcome"] == "sent"
+
+
+def established_connections_to(port):
+    """Count this machine's client sockets connected to the port (state ESTABLISHED in /proc/net/tcp)."""
+    count = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == port and fields[3] == "01":
+            count += 1
+    return count
+
+
+@pytest.fixture
+def refusing_login_server():
+    handler = type("Handler", (), {})()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), auth_require_tls=False,
+                            authenticator=lambda *args: AuthResult(success=False, handled=False), ready_timeout=10)
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+def test_a_refused_login_leaves_no_connection_open(config, refusing_login_server):
+    port = refusing_login_server.port
+    app = create_app({**config, "SMTP_PORT": port, "SMTP_USERNAME": "forms@florist.example",
+                      "SMTP_PASSWORD": "wrong"})
+    for index in range(3):
+        assert app.test_client().post("/contactus", data={**VALID, "message": f"lead {index}"}).status_code == 303
+    db = __import__("database").open_db(config["DATABASE"])
+    deliver_all(app, db)
+    for _ in range(2):
+        resume = connection_pause(db)["paused_until"]
+        deliver_all(app, db, clock=lambda: resume + 0.01)  # after each pause, one more login, refused again
+    pause = connection_pause(db)
+    assert "login refused: 535" in pause["last_error"] and pause["failures"] == 3
+    assert count_rows(db, "outbox", "state = 'pending' AND attempts = 0") == 3
+    db.close()
+    assert established_connections_to(port) == 0
