@@ -6,6 +6,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 from conftest import ROOT, VALID, base_config, count_rows, deliver_all
@@ -146,3 +148,20 @@ def test_deliver_now_lifts_pauses_and_backoff(app, client, db, smtp_server, runn
     assert result.exit_code == 0, result.output
     assert "Claimed 1 message(s)." in result.output
     assert len(smtp_server.messages) == 1
+
+
+def test_gunicorn_sigterm_gives_the_claim_back(live_server_factory, smtp_server, tmp_path):
+    smtp_server.handler.delay = 0.5
+    server = live_server_factory()
+    for index in range(10):
+        request = urllib.request.Request(server.url + "/contactus", data=urllib.parse.urlencode(
+            {**VALID, "message": f"lead {index}"}).encode(), headers={"Accept": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
+    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+    wait_until(lambda: smtp_server.messages and count_rows(db, "outbox", "claimant IS NOT NULL") >= 5, 20,
+               "the web process's delivery thread never claimed the batch")
+    server.kill(signal.SIGTERM)
+    # Everything not sent is given back at once, not after the 15-minute lease.
+    assert count_rows(db, "outbox", "state = 'pending' AND (claimant IS NOT NULL OR lease_until > 0)") == 0
+    assert count_rows(db, "outbox", "state = 'pending'") > 0
+    db.close()

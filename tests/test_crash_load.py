@@ -1,0 +1,90 @@
+"""SIGKILL of web workers during a load: every acknowledged lead reaches every channel, duplicates ≤ kills."""
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import VALID, WEBHOOK_SECRET
+from standardwebhooks import Webhook
+
+SUBMISSIONS = 520
+KILL_AT = (100, 200, 300, 400)
+
+
+def post(url, index):
+    body = json.dumps({**VALID, "message": f"load {index}"}).encode()
+    request = urllib.request.Request(url + "/contactus", data=body, headers={
+        "Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return index, json.loads(response.read())["id"]
+    except OSError:
+        return index, None  # the worker serving it was killed: not acknowledged, so not promised
+
+
+def worker_pids(master_pid):
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master_pid:
+                pids.append(int(entry))
+    return pids
+
+
+def test_sigkill_of_web_workers_under_load_loses_nothing_and_repeats_at_most_one_per_kill(
+        live_server_factory, smtp_server, http_receiver):
+    server = live_server_factory(
+        workers=2, WEBHOOKS=f"{http_receiver.url}/hook", WEBHOOK_SECRET=WEBHOOK_SECRET, WEBHOOK_ALLOW_PRIVATE="true",
+        NOTIFY=f"json://127.0.0.1:{http_receiver.port}/notify", LEASE_SECONDS=12, SMTP_TIMEOUT=1,
+        SMTP_DATA_TIMEOUT=2, WEBHOOK_TIMEOUT=2, NOTIFY_TIMEOUT=1.5, POLL_SECONDS=0.2)
+    acknowledged = {}
+    kills = []
+    lock = threading.Lock()
+
+    def record(result):
+        index, submission_id = result
+        with lock:
+            if submission_id is not None:
+                acknowledged[index] = submission_id
+            if len(kills) < len(KILL_AT) and len(acknowledged) >= KILL_AT[len(kills)]:
+                victims = worker_pids(server.process.pid)
+                if victims:
+                    os.kill(victims[len(kills) % len(victims)], signal.SIGKILL)
+                    kills.append(time.monotonic())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(post, server.url, index) for index in range(SUBMISSIONS)]:
+            record(future.result())
+    assert len(kills) == len(KILL_AT)
+    assert len(acknowledged) >= SUBMISSIONS - 40  # only requests in flight at a kill may go unanswered
+
+    expected = set(acknowledged.values())
+    index_of = {f"load {index}": submission_id for index, submission_id in acknowledged.items()}
+
+    def delivered():
+        email = Counter(int(m["message"]["X-Postbox-Submission"]) for m in smtp_server.messages)
+        webhook, notify = Counter(), Counter()
+        for request in list(http_receiver.requests):
+            if request["path"] == "/hook":
+                webhook[Webhook(WEBHOOK_SECRET).verify(request["body"], request["headers"])["data"]["id"]] += 1
+            else:
+                text = json.loads(request["body"])["message"]
+                notify[next((i for line, i in index_of.items() if f"\n{line}\n" in f"\n{text}\n"), None)] += 1
+        return {"email": email, "webhook": webhook, "notify": notify}
+
+    deadline = time.monotonic() + 120
+    while not all(expected <= set(counts) for counts in delivered().values()):
+        assert time.monotonic() < deadline, {name: len(expected - set(counts)) for name, counts in delivered().items()}
+        time.sleep(0.5)
+    time.sleep(2)  # anything sent twice would arrive now
+    counts = delivered()
+    duplicates = {name: sum(n - 1 for n in by_id.values() if n > 1) for name, by_id in counts.items()}
+    assert sum(duplicates.values()) <= len(kills), duplicates
