@@ -266,10 +266,10 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
             if row["channel"] in down:
                 release(db, [row["id"]], token)
                 continue
-            if not renew(db, row, token, clock() + config["LEASE_SECONDS"]):
+            channel = channels.get(row["channel"])
+            if not _lease_covers_one_send(db, row, token, channel, clock, config):
                 log.warning("outbox %s: the lease passed to another worker; not sending it", row["id"])
                 continue
-            channel = channels.get(row["channel"])
             try:
                 if channel is None:
                     raise Permanent(f"unknown channel {row['channel']!r}")
@@ -289,6 +289,17 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
                 log.info("sent %s %s of submission %s to %s, %s: %s", row["channel"], row["kind"],
                          row["submission_id"], row["target"], row["message_id"] or f"outbox {row['id']}", answer)
     return len(batch)
+
+
+def _lease_covers_one_send(db, row, token, channel, clock, config):
+    """Make sure the lease outlasts this message's worst case, extending it (and checking it is still ours)
+    only when the claim's own lease would not: most messages of a batch cost no extra commit."""
+    worst = channel.worst_case_seconds(config) if channel is not None else 0
+    now = clock()
+    if now + worst < row["lease_until"]:
+        return True
+    row["lease_until"] = now + config["LEASE_SECONDS"]
+    return renew(db, row, token, row["lease_until"])
 
 
 def _form_of(config, submission):

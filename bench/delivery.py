@@ -13,12 +13,12 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-import database
-import emails
-import outbox
-import submissions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import database  # noqa: E402
+import outbox  # noqa: E402
+import submissions  # noqa: E402
 
 SUBMISSION = {"form": "contactus", "name": "Giulia Bianchi", "email": "giulia@example.com",
               "phone": "+39 055 123 4567", "subject": "Rose per sabato",
@@ -37,18 +37,21 @@ def store_backlog(directory, count):
     from app import create_app
     app = create_app(app_config(directory, 25))
     db = database.open_db(app.config["DATABASE"])
-    with app.app_context():
-        for _ in range(count):
-            notification = {"kind": "owner", "message_id": emails.new_message_id(), "recipients": ["owner@florist.example"]}
-            submissions.save_submission(db, dict(SUBMISSION), notification)
+    form = app.config["FORM_DEFINITIONS"]["contactus"]
+    for _ in range(count):
+        submissions.save_submission(db, dict(SUBMISSION), outbox.notifications_for(app.config, form))
     return {"queued": db.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]}
 
 
 def drain_outbox(directory, smtp_port):
-    """Time deliver_due passes until nothing is due, exactly like `flask --app app deliver --once`."""
+    """Time deliver_due passes until nothing is due, like `flask --app app deliver --once`.
+
+    Every message's outcome is its own commit (synchronous=NORMAL, as the worker runs), made right after the
+    server's reply: the figure is per message committed, the price of repeating at most one after a kill.
+    """
     from app import create_app
     app = create_app(app_config(directory, smtp_port))
-    db = database.open_db(app.config["DATABASE"])
+    db = database.open_db(app.config["DATABASE"], synchronous="NORMAL")
     started = time.perf_counter()
     claimed = 0
     while count := outbox.deliver_due(app, db, "bench"):
@@ -61,7 +64,7 @@ def drain_outbox(directory, smtp_port):
 def comparable_message(number):
     """The owner's email a plain script would build: the same headers and a body of the same size."""
     message = EmailMessage()
-    message["Subject"] = f"Rose per sabato — Giulia Bianchi"
+    message["Subject"] = "Rose per sabato — Giulia Bianchi"
     message["From"] = Address(display_name="Giulia Bianchi", addr_spec="forms@florist.example")
     message["To"] = "owner@florist.example"
     message["Reply-To"] = Address(display_name="Giulia Bianchi", addr_spec="giulia@example.com")

@@ -64,7 +64,7 @@ def make_rows(count, start_id, now, rng, last_id):
         if status != "spam":
             state = rng.choice(DELIVERY)
             created = received.timestamp()
-            outbox.append((submission_id, f"<{uuid.uuid4().hex}@florist.example>", '["owner@florist.example"]',
+            outbox.append((submission_id, f"<{uuid.uuid4().hex}@florist.example>", "owner@florist.example",
                            state, 1, created, created, created + 1 if state == "sent" else None,
                            "550 5.1.1 mailbox unavailable" if state == "failed" else None))
     return submissions, outbox
@@ -86,8 +86,8 @@ def main(path, total):
                 " ip, user_agent, language, status, spam_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 submissions)
             db.conn.executemany(
-                "INSERT INTO outbox (submission_id, kind, message_id, recipients, state, attempts, created_at,"
-                " next_attempt_at, sent_at, last_error) VALUES (?, 'owner', ?, ?, ?, ?, ?, ?, ?, ?)", outbox)
+                "INSERT INTO outbox (submission_id, kind, channel, message_id, target, state, attempts, created_at,"
+                " next_attempt_at, sent_at, last_error) VALUES (?, 'lead', 'email', ?, ?, ?, ?, ?, ?, ?, ?)", outbox)
         print(f"\r{done + len(submissions):,} rows, {time.monotonic() - started:.0f} s", end="", file=sys.stderr)
     print(file=sys.stderr)
     db.close()

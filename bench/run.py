@@ -207,7 +207,7 @@ def check_stored(database, id_dir):
     conn = sqlite3.connect(database)
     try:
         stored = {row[0] for row in conn.execute("SELECT id FROM submissions")}
-        queued = {row[0] for row in conn.execute("SELECT submission_id FROM outbox WHERE kind = 'owner'")}
+        queued = {row[0] for row in conn.execute("SELECT submission_id FROM outbox WHERE kind = 'lead'")}
     finally:
         conn.close()
     return {"acknowledged": len(acknowledged), "submissions": len(stored), "outbox": len(queued),
@@ -395,7 +395,7 @@ def run_json(command, log_path, timeout=1800):
 
 
 def scenario_delivery(table, settings, workdir):
-    """Drain a backlog through mailer.deliver_due against a plain smtplib loop, to the same sink."""
+    """Drain a backlog through outbox.deliver_due against a plain smtplib loop, to the same sink."""
     count = settings["backlog"]
     run_dir = workdir / "delivery"
     run_dir.mkdir()
