@@ -208,9 +208,7 @@ def inbox():
         purge_expired(current_app, db, at_most_every=3600)
     filters = read_filters(request.args)
     after = read_cursor(request.args.get("after"))
-    counts = inbox_queries.status_counts(db, {**filters, "status": ""}, at_most=SEARCH_COUNT_LIMIT)
-    counts_capped = bool(filters["q"]) and sum(counts.values()) > SEARCH_COUNT_LIMIT
-    rows = inbox_queries.list_submissions(db, filters, after=after, limit=PAGE_SIZE + 1, many_matches=counts_capped)
+    counts, counts_capped, rows = first_page(db, filters, after)
     next_cursor = f"{rows[PAGE_SIZE - 1]['received_at']}|{rows[PAGE_SIZE - 1]['id']}" if len(rows) > PAGE_SIZE else None
     days = request.args.get("days", type=int)
     days = days if days in CHART_DAYS else CHART_DAYS[0]
@@ -221,6 +219,19 @@ def inbox():
         chart=daily_chart(db, days) if after is None else None, chart_days=CHART_DAYS, statuses=database.STATUSES,
         labels=STATUS_LABELS, first_line=first_line, problems=outbox.channel_problems(db),
     )
+
+
+def first_page(db, filters, after):
+    """The counts by status, whether a search's counts are capped, and the rows of the page (PAGE_SIZE + 1)."""
+    searching = bool(inbox_queries.search_query(filters["q"]))
+    if searching and after is None and not any(filters.get(name) for name in ("form", "since", "before")):
+        counts, capped, rows = inbox_queries.search_first_page(db, filters, PAGE_SIZE + 1, SEARCH_COUNT_LIMIT)
+        if not capped or len(rows) > PAGE_SIZE:
+            return counts, capped, rows
+    counts = inbox_queries.status_counts(db, {**filters, "status": ""}, at_most=SEARCH_COUNT_LIMIT)
+    capped = searching and sum(counts.values()) > SEARCH_COUNT_LIMIT
+    return counts, capped, inbox_queries.list_submissions(db, filters, after=after, limit=PAGE_SIZE + 1,
+                                                          many_matches=capped)
 
 
 def first_line(text, limit=120):

@@ -36,11 +36,16 @@ def search_query(text):
     return " ".join(f'"{word}"*' for word in words)
 
 
-def _where(filters):
-    """Build the WHERE clause for the inbox's filters: q, status, form, since and before (UTC ISO bounds)."""
+def _where(filters, walk_by_time=False):
+    """Build the WHERE clause for the inbox's filters: q, status, form, since and before (UTC ISO bounds).
+
+    walk_by_time: for a search with many matches, the unary + keeps SQLite from driving the query by the
+    matches' ids, so it walks an index by time and keeps the matching rows instead of sorting every match.
+    """
     clauses, params = [], []
     if filters.get("q") and search_query(filters["q"]):
-        clauses.append("submissions.id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)")
+        match = "submissions.id IN (SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ?)"
+        clauses.append(f"+{match}" if walk_by_time else match)
         params.append(search_query(filters["q"]))
     for name in ("status", "form"):
         if filters.get(name):
@@ -61,10 +66,7 @@ def list_submissions(db, filters, after=None, limit=50, many_matches=False):
     With a search that matches many rows, say many_matches=True: the page then walks the newest rows and keeps
     the matching ones, where otherwise it would fetch and sort every match.
     """
-    where, params = _where(filters)
-    if many_matches:
-        # The unary + keeps SQLite from driving the query by the matches' ids; it walks an index by time instead.
-        where = where.replace("submissions.id IN (SELECT rowid", "+submissions.id IN (SELECT rowid", 1)
+    where, params = _where(filters, walk_by_time=many_matches)
     if after:
         where += " AND (submissions.received_at, submissions.id) < (?, ?)"
         params += [after[0], after[1]]
@@ -74,6 +76,27 @@ def list_submissions(db, filters, after=None, limit=50, many_matches=False):
         [*params, limit],
     )
     return [decode_submission(row) for row in rows]
+
+
+def search_first_page(db, filters, limit, at_most):
+    """Answer a search's first page and its counts by status with one FTS query; return (counts, capped, rows).
+
+    The newest at_most + 1 matches, by rowid (ids rise with time), are read once; counts and the page come
+    from them. FTS5 builds a prefix query's merge once, where a count and a page asked separately build it
+    twice. Only for a search without form or date filters: those could leave a capped page short.
+    """
+    ids = [row[0] for row in db.conn.execute(
+        "SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ? ORDER BY rowid DESC LIMIT ?",
+        [search_query(filters["q"]), at_most + 1])]
+    marks = ", ".join("?" for _ in ids) or "NULL"
+    rows = [decode_submission(row) for row in db.conn.execute(
+        f"SELECT submissions.*, {DELIVERY_STATE} AS delivery FROM submissions WHERE id IN ({marks})"
+        " ORDER BY received_at DESC, id DESC", ids)]
+    counts = dict.fromkeys(STATUSES, 0)
+    for row in rows:
+        counts[row["status"]] += 1
+    chosen = [row for row in rows if not filters.get("status") or row["status"] == filters["status"]]
+    return counts, len(ids) > at_most, chosen[:limit]
 
 
 def status_counts(db, filters, at_most=None):

@@ -119,3 +119,19 @@ def test_stored_markup_renders_as_text(app, owner, db, attack):
         for dangerous in ("<script>alert", '" onmouseover=', "<img src=x", "onmouseover=\"alert"):
             assert dangerous not in page, (url, dangerous)
         assert "&lt;" in page or "&#34;" in page
+
+
+@pytest.mark.parametrize("status", ["", "new", "answered"])
+def test_a_searchs_one_query_first_page_equals_the_count_and_page_asked_separately(app, db, status):
+    for index in range(30):
+        submission_id = add_submission(db, app, name=f"Lead {index}", message=f"rose {index}" if index % 3 else "tulip",
+                                       received_at=f"2026-02-{1 + index % 28:02d}T{index % 24:02d}:00:00.000000+00:00")
+        if index % 4 == 0:
+            inbox_queries.set_status(db, [submission_id], "answered", "owner@florist.example")
+    filters = {"q": "ros", "status": status}
+    counts, capped, rows = inbox_queries.search_first_page(db, filters, limit=11, at_most=1000)
+    assert not capped
+    assert counts == inbox_queries.status_counts(db, {**filters, "status": ""})
+    assert [row["id"] for row in rows] == [row["id"] for row in inbox_queries.list_submissions(db, filters, limit=11)]
+    counts, capped, rows = inbox_queries.search_first_page(db, filters, limit=11, at_most=5)
+    assert capped and sum(counts.values()) == 6
