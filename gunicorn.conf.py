@@ -15,11 +15,12 @@ loglevel = "info"
 
 
 def on_starting(server):
-    """Load the app once in the master: a wrong setting stops gunicorn with its one line, instead of every
+    """Load Postbox once in the master: a wrong setting stops gunicorn with its one line, instead of every
     worker failing to boot in turn, and the database is migrated before any worker serves."""
-    from app import create_app
+    if (server.cfg.wsgi_app or server.app.app_uri or "").startswith("app:"):
+        from app import create_app
 
-    create_app()
+        create_app()
 
 
 def post_worker_init(worker):

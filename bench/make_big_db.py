@@ -9,10 +9,10 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-import database  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import database  # noqa: E402
 
 BATCH = 10_000
 PEOPLE = {
