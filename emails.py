@@ -1,6 +1,7 @@
 """What Postbox's emails say, and headers that no visitor text can break out of."""
 import re
 from datetime import datetime
+from email.charset import BASE64, Charset
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -22,6 +23,10 @@ _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~ -]*")
 MAX_LINE = 78  # RFC 5322's recommended line length
 # Raw header values are written as given, never re-parsed and refolded: a re-parse decodes encoded words.
 MESSAGE_POLICY = default_policy.clone(refold_source="none")
+# Our own UTF-8 with base64 in headers, never the shared "utf-8" entry: other libraries change that one
+# (Apprise's email plugin makes it quoted-printable, which splits a short Cyrillic name into two words).
+HEADER_CHARSET = Charset("utf-8")
+HEADER_CHARSET.header_encoding = BASE64
 
 
 def one_line(text, limit=200):
@@ -42,7 +47,7 @@ def encoded_text(header_name, text):
         return text
     # Every character, spaces included, goes inside the encoded words: a space left between two of them
     # is folding whitespace, which RFC 2047 decoders drop (CPython gh-92081's lost space).
-    return Header(text, "utf-8", maxlinelen=MAX_LINE, header_name=header_name).encode(linesep="\n")
+    return Header(text, HEADER_CHARSET, maxlinelen=MAX_LINE, header_name=header_name).encode(linesep="\n")
 
 
 def mailbox(header_name, display_name, addr_spec):

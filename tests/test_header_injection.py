@@ -123,3 +123,11 @@ def test_subject_made_from_the_visitors_fields_is_literal_too(app, db, name, sub
     assert header_names(raw) == EXPECTED_HEADERS
     head = email.message_from_bytes(raw, policy=compat32)
     assert decoded(head["Subject"]) == emails.one_line(f"{subject.strip()} (from {name.strip()})", limit=250)
+
+
+def test_another_librarys_charset_setting_does_not_change_our_headers(client, app, db, smtp_server):
+    import apprise.plugins.email  # noqa: F401 - sets the shared "utf-8" charset to quoted-printable
+    assert client.post("/contactus", data={**VALID, "name": "Иван Петров"}).status_code == 303
+    deliver_all(app, db)
+    parsed = email.message_from_bytes(smtp_server.messages[0]["raw"], policy=default_policy)
+    assert parsed["From"].addresses[0].display_name == "Иван Петров"
