@@ -186,7 +186,7 @@ def test_an_invalid_theme_post_leads_back_to_the_theme_in_the_visitors_language(
         alert = page.get_by_role("alert")
         expect(alert).to_be_focused()
         expect(alert).to_contain_text(t(lang, "Your email"))
-        expect(alert).to_contain_text(t(lang, "This field is required."))
+        expect(alert).to_contain_text(t(lang, "Please fill in this field."))
         expect(page.locator("form")).to_have_count(0)  # never our own form in place of the owner's
         screenshot(page, f"go-back-{lang}")
 

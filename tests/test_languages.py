@@ -20,8 +20,8 @@ from config import LANGUAGES
 TRANSLATED = ("ru", "it", "hy", "hi")
 ALL = ("en",) + TRANSLATED
 TRANSLATIONS = ROOT / "translations"
-# The admin side may stay in English; everything else a visitor or a form owner reads is public.
-NOT_PUBLIC = ("admin.py", "templates/admin/")
+# The inbox is translated too (issue 12): no source file is exempt any more.
+NOT_PUBLIC = ()
 PLACEHOLDER = re.compile(r"%(?:\((\w+)\))?[-#0 +]*\d*(?:\.\d+)?([diouxXeEfFgGcrsa%])")
 
 # What a visitor in each language might type: the owner's email must carry it intact.
