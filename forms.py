@@ -218,8 +218,8 @@ def with_reply_to_as_email(pairs):
 
 
 def is_honeypot_hit(pairs):
-    """A bot filled in Formspree's _gotcha or FormSubmit's _honey, which people never see."""
-    return any(name in ("_gotcha", "_honey") and value.strip() for name, value in pairs)
+    """A bot filled in Formspree's _gotcha or FormSubmit's _honey, which people never see (spam.py's rule too)."""
+    return any(name in ("_gotcha", "_honey") and value for name, value in pairs)
 
 
 def _special_fields(pairs, errors):
