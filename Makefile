@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench translations chromium office bench-tools clean
+.PHONY: run test bench translations chromium office axe bench-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,16 +46,24 @@ chromium:
 office:
 	@command -v soffice >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libreoffice-calc-nogui; }
 
+# The accessibility tests inject axe-core (from npm, pinned) into Chromium; installed into a git-ignored folder.
+AXE_VERSION := 4.14.1
+AXE := .cache/axe/node_modules/axe-core/axe.min.js
+axe:
+	@grep -qs '"version": "$(AXE_VERSION)"' .cache/axe/node_modules/axe-core/package.json || \
+	  { command -v npm >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }; \
+	    npm install --prefix .cache/axe --no-save --no-audit --no-fund axe-core@$(AXE_VERSION); }
+
 # The load generator and the reference CSV exporter of `make bench`.
 bench-tools:
 	@command -v wrk >/dev/null && command -v sqlite3 >/dev/null || \
 	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk sqlite3; }
 
-test: $(VENV)/.dev translations chromium office
+test: $(VENV)/.dev translations chromium office axe
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev translations bench-tools
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts .cache/axe

@@ -4,6 +4,7 @@ import functools
 import io
 import itertools
 import json
+import re
 import sys
 import time
 from datetime import date, datetime, time as clock, timedelta, timezone
@@ -15,6 +16,9 @@ from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, 
                    stream_with_context, url_for)
 from flask.cli import with_appcontext
 from flask.sessions import SecureCookieSessionInterface
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import refresh
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -24,6 +28,7 @@ from wtforms.validators import DataRequired
 import database
 import inbox_queries
 import outbox
+from config import LANGUAGES, LOCALES
 from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -40,12 +45,13 @@ CSV_FLUSH_ROWS = 200
 # The export's columns: storage's order, extra fields after the message, the delivery state last.
 BASE_COLUMNS = EXPORT_COLUMNS[:EXPORT_COLUMNS.index("message") + 1]
 TAIL_COLUMNS = (*EXPORT_COLUMNS[len(BASE_COLUMNS):], "delivery")
-STATUS_LABELS = {"new": "new", "in_progress": "in progress", "answered": "answered", "spam": "spam"}
+# Shown in the owner's language; the stored and exported statuses stay the keys.
+STATUS_LABELS = {"new": _l("new"), "in_progress": _l("in progress"), "answered": _l("answered"), "spam": _l("spam")}
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
+    email = EmailField(_l("Email"), validators=[DataRequired()])
+    password = PasswordField(_l("Password"), validators=[DataRequired()])
 
 
 class HttpsAwareSessionInterface(SecureCookieSessionInterface):
@@ -127,9 +133,12 @@ def require_login():
     g.user = session.get("user_email")
     if request.endpoint != "admin.login" and not g.user:
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?") if request.method == "GET" else None))
-    if g.user and inbox_queries.get_user(database.get_db(), g.user) is None:
+    user = inbox_queries.get_user(database.get_db(), g.user) if g.user else None
+    if g.user and user is None:
         session.clear()  # the account was removed: its sessions end too
         return redirect(url_for("admin.login"))
+    # The user's own choice, else app.select_language takes ?lang= or the browser's.
+    g.language = user["language"] if user and user["language"] in LANGUAGES else None
     if request.method == "POST":
         csrf.protect()
 
@@ -152,7 +161,7 @@ def login():
             current_app.logger.info("inbox login: %s from %s", user["email"], request.remote_addr)
             return redirect(safe_next(request.args.get("next")))
         current_app.logger.warning("inbox login refused for %r from %s", form.email.data, request.remote_addr)
-        flash("Wrong email or password.", "error")
+        flash(_("Wrong email or password."), "error")
     return render_template("admin/login.html", form=form), 200 if request.method == "GET" else 401
 
 
@@ -161,6 +170,38 @@ def safe_next(target):
     if target and target.startswith("/admin") and not target.startswith("/admin/login"):
         return target
     return url_for("admin.inbox")
+
+
+@bp.post("/language")
+def save_language():
+    """Keep the user's inbox language; empty means the browser's."""
+    language = request.form.get("language", "")
+    if language and language not in LANGUAGES:
+        abort(400, _("Unknown language %(language)s.", language=language))
+    inbox_queries.set_user_language(database.get_db(), g.user, language)
+    g.language = language or None
+    refresh()  # this request's messages are already in the old language
+    flash(_("Language saved."), "info")
+    return redirect(safe_next(request.form.get("back")))
+
+
+@bp.context_processor
+def inbox_helpers():
+    """The language menu (each language named in itself) and the delivery states in the owner's language."""
+    return {"language_choices": [(language, LOCALES[language].get_display_name(LOCALES[language]).capitalize())
+                                 for language in LANGUAGES],
+            "delivery_label": delivery_label}
+
+
+def delivery_label(state):
+    """A delivery state ('sent', 'failed 1 of 2', …) in the owner's language; the export keeps the English."""
+    if not state:
+        return "—"
+    failed = re.fullmatch(r"failed (\d+) of (\d+)", state)
+    if failed:
+        return _("failed %(failed)s of %(total)s", failed=failed.group(1), total=failed.group(2))
+    labels = {"pending": _("pending"), "sent": _("sent"), "failed": _("failed"), "off": _("turned off")}
+    return labels.get(state, state)
 
 
 @bp.post("/logout")
@@ -184,7 +225,7 @@ def read_filters(args):
         try:
             filters[key] = utc_bound(date.fromisoformat(text) + timedelta(days=shift))
         except ValueError:
-            flash(f"{text!r} is not a date; use YYYY-MM-DD.", "error")
+            flash(_("“%(text)s” is not a date; use YYYY-MM-DD.", text=text), "error")
             filters[name] = ""
     return filters
 
@@ -263,9 +304,10 @@ def daily_chart(db, days):
             if height:
                 top -= height
                 segments.append({"status": status, "y": round(top, 2), "height": round(height, 2)})
-        summary = ", ".join(f"{count} {STATUS_LABELS[status]}" for status, count in by_status.items() if count)
+        summary = ", ".join(_("%(count)d %(status)s", count=count, status=STATUS_LABELS[status])
+                            for status, count in by_status.items() if count)
         bars.append({"x": index * bar_width, "day": day, "segments": segments, "width": bar_width - 2,
-                     "title": f"{day.isoformat()}: {summary or 'none'}"})
+                     "title": f"{day.isoformat()}: {summary or _('none')}"})
     return {"bars": bars, "peak": peak, "width": days * bar_width, "height": CHART_HEIGHT,
             "first": first, "last": today, "total": sum(sum(day.values()) for day in counts.values())}
 
@@ -275,7 +317,7 @@ def daily_chart(db, days):
 def load_submission(submission_id):
     submission = inbox_queries.get_submission_with_delivery(database.get_db(), submission_id)
     if submission is None:
-        abort(404, "There is no such submission; it may have been deleted.")
+        abort(404, _("There is no such submission; it may have been deleted."))
     return submission
 
 
@@ -284,7 +326,7 @@ def reply_link(submission):
     address = submission.get("reply_to") or submission.get("email")
     if not address:
         return None
-    subject = submission.get("subject") or submission.get("mail_subject") or "your message"
+    subject = submission.get("subject") or submission.get("mail_subject") or _("your message")
     return f"mailto:{quote(address, safe='@+')}?subject={quote('Re: ' + subject, safe='')}"
 
 
@@ -303,9 +345,9 @@ def change_status(submission_id):
     load_submission(submission_id)
     status = request.form.get("status", "")
     if status not in database.STATUSES:
-        abort(400, f"Unknown status {status!r}.")
+        abort(400, _("Unknown status %(status)s.", status=status))
     inbox_queries.set_status(database.get_db(), [submission_id], status, g.user)
-    flash(f"Marked as {STATUS_LABELS[status]}.", "info")
+    flash(_("Marked as %(status)s.", status=STATUS_LABELS[status]), "info")
     return redirect(url_for("admin.detail", submission_id=submission_id))
 
 
@@ -313,7 +355,7 @@ def change_status(submission_id):
 def save_note(submission_id):
     load_submission(submission_id)
     inbox_queries.set_note(database.get_db(), submission_id, request.form.get("note", "").strip()[:10000])
-    flash("Note saved.", "info")
+    flash(_("Note saved."), "info")
     return redirect(url_for("admin.detail", submission_id=submission_id))
 
 
@@ -327,7 +369,7 @@ def resend(submission_id):
         form = forms.get(submission["form"]) or forms["contactus"]
         outbox.queue_for(db, submission_id, outbox.notifications_for(current_app.config, form), time.time())
     outbox.wake_worker(current_app)
-    flash("The notification will be sent again now." if outbox_id else "Every notification will be sent again now.",
+    flash(_("The notification will be sent again now.") if outbox_id else _("Every notification will be sent again now."),
           "info")
     return redirect(url_for("admin.detail", submission_id=submission_id))
 
@@ -337,14 +379,15 @@ def deliver_now():
     """Send every waiting notification now: after the SMTP password or a webhook was fixed, say."""
     waiting = outbox.send_all_now(database.get_db(), time.time())
     outbox.wake_worker(current_app)
-    flash(f"{waiting} waiting notification(s) will be sent now.", "info")
+    flash(_("Waiting notifications sent now: %(count)d.", count=waiting), "info")
     return redirect(safe_next(request.form.get("back")))
 
 
 @bp.post("/s/<int:submission_id>/delete")
 def delete(submission_id):
+    """Delete one submission; the page asks first, with a second button inside a closed <details>."""
     inbox_queries.delete_submissions(database.get_db(), [submission_id])
-    flash(f"Submission {submission_id} deleted.", "info")
+    flash(_("Submission %(id)d deleted.", id=submission_id), "info")
     return redirect(url_for("admin.inbox"))
 
 
@@ -355,15 +398,16 @@ def bulk():
     action = request.form.get("action", "")
     back = redirect(safe_next(request.form.get("back")))
     if not ids:
-        flash("Select at least one submission first.", "error")
+        flash(_("Select at least one submission first."), "error")
         return back
     db = database.get_db()
     if action == "delete":
-        flash(f"Deleted {inbox_queries.delete_submissions(db, ids)} submission(s).", "info")
+        flash(_("Submissions deleted: %(count)d.", count=inbox_queries.delete_submissions(db, ids)), "info")
     elif action in database.STATUSES:
-        flash(f"Marked {inbox_queries.set_status(db, ids, action, g.user)} submission(s) as {STATUS_LABELS[action]}.", "info")
+        flash(_("Marked as %(status)s: %(count)d.", status=STATUS_LABELS[action],
+                count=inbox_queries.set_status(db, ids, action, g.user)), "info")
     else:
-        abort(400, f"Unknown action {action!r}.")
+        abort(400, _("Unknown action %(action)s.", action=action))
     return back
 
 

@@ -71,6 +71,8 @@ def create_app(test_config=None):
         )(app.view_functions["contact.submit"])
 
     admin.init_app(app, limiter)
+    # Browsers ask for /favicon.ico whatever a page links: answer it rather than log a 404 for every visit.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     app.register_error_handler(HTTPException, http_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
@@ -125,7 +127,10 @@ def http_error(error):
         code = error.name.upper().replace(" ", "_")
         response = jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}])
     else:
-        response = make_response(render_template("error.html", status=error.code, message=message))
+        heading = _("Please wait a little") if error.code == 429 and request.blueprint == "admin" else None
+        back = contact.back_link() if request.blueprint == "contact" else None
+        response = make_response(render_template("error.html", status=error.code, message=message, heading=heading,
+                                                  back=back))
     response.status_code = error.code
     if getattr(error, "valid_methods", None):
         response.headers["Allow"] = ", ".join(error.valid_methods)
@@ -135,6 +140,8 @@ def http_error(error):
 def _error_message(error):
     if error.code == 413:
         return _("The form is too large. Please shorten the message.")
+    if error.code == 429 and request.blueprint == "admin":
+        return _("Too many login attempts from your address. Please wait a minute and try again.")
     if error.code == 429:
         return _("Too many messages from your address. Please wait a little and try again.")
     if error.code in (400, 404) and error.description and not error.description.startswith(

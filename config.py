@@ -19,6 +19,9 @@ LANGUAGES = ("en", "ru", "it", "hy", "hi")
 # Parsed once: Locale.parse looks on disk each time it is given a string.
 LOCALES = {language: Locale.parse(language) for language in LANGUAGES}
 OPTIONAL_FIELDS = ("phone", "subject")
+FORM_FIELDS = ("name", "email", "phone", "subject", "message")
+# The article's form needs a name, an address to answer and a message; markup written for Formspree may send none.
+REQUIRED_FIELDS = ("name", "email", "message")
 SMTP_SECURITY = ("starttls", "ssl", "none")
 
 DEFAULTS = {
@@ -90,6 +93,7 @@ class FormSettings:
     language: str = ""
     redirect: str = ""
     fields: tuple = OPTIONAL_FIELDS
+    required: tuple = REQUIRED_FIELDS
     webhooks: tuple = ()
     webhook_secret: str = field(default="", repr=False)
     notify: tuple = field(default=(), repr=False)  # Apprise URLs carry tokens: kept out of reprs and logs
@@ -334,7 +338,7 @@ def _load_forms(config):
 
 
 FORM_KEYS = {"title": str, "owners": (list, str), "allowed_origins": (list, str), "language": str,
-             "redirect": str, "fields": list, "webhooks": (list, str), "webhook_secret": str, "notify": (list, str)}
+             "redirect": str, "fields": list, "required": list, "webhooks": (list, str), "webhook_secret": str, "notify": (list, str)}
 
 
 def _read_forms_file(path, default, allow_private):
@@ -370,6 +374,10 @@ def _form_from_table(key, table, default, where, allow_private):
     unknown = [name for name in fields if name not in OPTIONAL_FIELDS]
     if unknown:
         raise ConfigError(where, f"unknown optional fields {unknown}; choose from {', '.join(OPTIONAL_FIELDS)}")
+    required = tuple(table.get("required", REQUIRED_FIELDS))
+    unknown = [name for name in required if name not in FORM_FIELDS]
+    if unknown:
+        raise ConfigError(where, f"unknown required fields {unknown}; choose from {', '.join(FORM_FIELDS)}")
     language = table.get("language", "")
     if language and language not in LANGUAGES:
         raise ConfigError(where, f"language must be one of {', '.join(LANGUAGES)}")
@@ -385,6 +393,7 @@ def _form_from_table(key, table, default, where, allow_private):
         language=language,
         redirect=_check_redirect(where, table.get("redirect", ""), allowed_origins),
         fields=fields,
+        required=required,
         # A form without its own channels uses the environment's, like its owners.
         webhooks=webhook_list(where, table.get("webhooks", default.webhooks),
                               table.get("webhook_secret", default.webhook_secret), allow_private),

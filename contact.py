@@ -10,7 +10,7 @@ import database
 import outbox
 import spam
 from config import LANGUAGES
-from forms import BadRequestBody, ContactForm, read_body, validate_submission
+from forms import BadRequestBody, ContactForm, is_honeypot_hit, read_body, validate_submission
 
 bp = Blueprint("contact", __name__)
 
@@ -171,7 +171,11 @@ def submit(form_key):
     if language != g.language:
         g.language = language
         refresh()  # flask-babel cached the locale the first time _() ran in this request
-    submission, contact_form, errors = validate_submission(pairs)
+    submission, contact_form, errors = validate_submission(pairs, form.required)
+    if errors and is_honeypot_hit(pairs):
+        # Field errors would tell the bot what to fix: it gets the visitor's success, and nothing is stored.
+        current_app.logger.info("form %s: honeypot filled in an invalid post; answered as a success", form.key)
+        return accepted(form, submission, None)
     if errors:
         return invalid(form, contact_form, errors)
     refused = sorted({name for name, _value in pairs if name in REFUSED_FIELDS})
@@ -247,13 +251,37 @@ def accepted(form, submission, submission_id):
 
 
 def invalid(form, contact_form, errors):
+    """Say what to fix: as JSON, on our hosted form, or, for the owner's own form, on a page leading back to it."""
     if wants_json():
         return jsonify(ok=False, error=_("Please correct the highlighted fields."), errors=errors), 400
+    if posted_from_another_site():
+        # Our hosted form in place of the owner's would drop what the theme's form holds (_replyto, _subject…).
+        problems = [(field_label(contact_form, error["field"]), error["message"]) for error in errors]
+        return render_template("error.html", status=400, message=_("Please check:"), problems=problems,
+                               back=back_link()), 400
     return render_form(form, contact_form, errors, status=400)
+
+
+def posted_from_another_site():
+    origin = request_origin()
+    return origin is not None and origin != own_origin()
+
+
+def field_label(contact_form, name):
+    if name == "_replyto":
+        name = "email"
+    return str(contact_form[name].label.text) if name in contact_form else name
+
+
+def back_link():
+    """The page the visitor came from, when it is another site's web page: the way back to what they typed."""
+    referrer = request.referrer or ""
+    origin = origin_of(referrer)
+    return referrer[:2000] if origin and origin != own_origin() else None
 
 
 def refuse(status, message, code):
     """Answer a request that cannot be a submission at all, as JSON or as a page."""
     if wants_json():
         return jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}]), status
-    return render_template("error.html", status=status, message=message), status
+    return render_template("error.html", status=status, message=message, back=back_link()), status

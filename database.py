@@ -163,6 +163,12 @@ def m007_channels(db):
         " PRIMARY KEY (channel, target)) WITHOUT ROWID")
 
 
+@migrations()
+def m011_user_language(db):
+    # The inbox language each user chose; '' follows the browser's Accept-Language.
+    db.conn.execute("ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''")
+
+
 def open_db(path, synchronous="FULL"):
     """Open the database file with the settings that make an acknowledged write durable.
 

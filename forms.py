@@ -13,6 +13,8 @@ from werkzeug.datastructures import MultiDict
 from wtforms import EmailField, StringField, TelField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
+from config import REQUIRED_FIELDS
+
 # Formspree's special fields, FormSubmit's _honey, and our own _language and _token (the time trap).
 SPECIAL_FIELDS = ("_replyto", "_subject", "_next", "_gotcha", "_honey", "_language", "_token")
 MAX_EXTRA_FIELDS = 50
@@ -107,6 +109,11 @@ def _multipart_pairs(request):
 # --- The contact form -------------------------------------------------------------------------
 
 def required(form, field):
+    """Require the field when the form's settings list it; otherwise an empty field ends its checks."""
+    if field.name not in form.required_fields:
+        if not (field.data or "").strip():
+            raise StopValidation()
+        return
     if not field.raw_data:
         raise StopValidation(Problem(_("This field is required."), "REQUIRED_FIELD_MISSING"))
     if not (field.data or "").strip():
@@ -136,8 +143,9 @@ def checked_email(value):
     try:
         result = validate_email(value.strip(), check_deliverability=current_app.config["CHECK_DELIVERABILITY"],
                                 allow_smtputf8=False)
-    except EmailNotValidError as error:
-        raise ValidationError(Problem(_("Please enter a valid email address (%(reason)s).", reason=str(error)),
+    except EmailNotValidError:
+        # email-validator explains in English only, and in terms of RFCs: our own sentence, in the page's language.
+        raise ValidationError(Problem(_("Please enter a valid email address."),
                                       "TYPE_EMAIL")) from None
     address = result.ascii_email or result.normalized
     if "=?" in address:
@@ -162,10 +170,12 @@ class ContactForm(FlaskForm):
     class Meta:
         csrf = False
 
+    required_fields = REQUIRED_FIELDS  # the form's settings may ask for fewer
+
     name = StringField(_l("Your name"), [required, max_length(100), no_control_characters], filters=[strip])
     email = EmailField(_l("Your email"), [required, max_length(254), email_address], filters=[strip])
-    phone = TelField(_l("Phone"), [max_length(50), no_control_characters, phone_number], filters=[strip])
-    subject = StringField(_l("Subject"), [max_length(200), no_control_characters], filters=[strip])
+    phone = TelField(_l("Phone"), [required, max_length(50), no_control_characters, phone_number], filters=[strip])
+    subject = StringField(_l("Subject"), [required, max_length(200), no_control_characters], filters=[strip])
     message = TextAreaField(_l("Message"), [required, max_length(5000)])
 
 
@@ -181,10 +191,11 @@ class Submission:
     special: dict = field(default_factory=dict)
 
 
-def validate_submission(pairs, form_settings=None):
+def validate_submission(pairs, required_fields=REQUIRED_FIELDS):
     """Validate body pairs; return (Submission, bound ContactForm, errors as [{field, code, message}])."""
-    formdata = MultiDict([(name, value) for name, value in pairs if name in FIELD_NAMES])
+    formdata = MultiDict([(name, value) for name, value in with_reply_to_as_email(pairs) if name in FIELD_NAMES])
     form = ContactForm(formdata=formdata)
+    form.required_fields = required_fields
     form.validate()
     errors = [
         {"field": name, "code": getattr(message, "code", "INVALID"), "message": str(message)}
@@ -197,12 +208,26 @@ def validate_submission(pairs, form_settings=None):
     return submission, form, errors
 
 
+def with_reply_to_as_email(pairs):
+    """Formspree themes name the visitor's address _replyto and often send no email field: use it as the email."""
+    has_email = any(name == "email" and value.strip() for name, value in pairs)
+    reply_to = next((value for name, value in pairs if name == "_replyto" and value.strip()), None)
+    if has_email or reply_to is None:
+        return pairs
+    return [(name, value) for name, value in pairs if name != "email"] + [("email", reply_to)]
+
+
+def is_honeypot_hit(pairs):
+    """A bot filled in Formspree's _gotcha or FormSubmit's _honey, which people never see (spam.py's rule too)."""
+    return any(name in ("_gotcha", "_honey") and value for name, value in pairs)
+
+
 def _special_fields(pairs, errors):
     special = {}
     for name, value in pairs:
         if name in SPECIAL_FIELDS and name not in special:
             special[name] = value
-    if special.get("_replyto", "").strip():
+    if special.get("_replyto", "").strip() and not any(error["field"] == "email" for error in errors):
         try:
             special["_replyto"] = checked_email(special["_replyto"])
         except ValidationError as error:

@@ -30,6 +30,12 @@ def get_user(db, email):
     return dict(row) if row else None
 
 
+def set_user_language(db, email, language):
+    """Keep the inbox language a user chose; '' means the browser's."""
+    with write_transaction(db):
+        db.conn.execute("UPDATE users SET language = ? WHERE email = ?", [language, email])
+
+
 def search_query(text):
     """Turn what the owner typed into an FTS5 query: every word must match, as a prefix; no FTS syntax errors."""
     words = [word.replace('"', '""') for word in str(text or "").split()]

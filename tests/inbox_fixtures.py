@@ -4,6 +4,7 @@ import re
 import pytest
 
 import admin
+import database
 import inbox_queries
 import outbox
 import submissions
@@ -54,3 +55,39 @@ def owner(client, inbox_user):
 def post(client, path, data=None, **kwargs):
     """POST an inbox form with a valid CSRF token."""
     return client.post(path, data={**(data or {}), "csrf_token": csrf_token(client)}, **kwargs)
+
+
+# Leads in the owner's scripts, some long enough to test wrapping: an unbroken address, a long first line.
+LEADS = (
+    {"name": "Иван Петров", "email": "ivan.petrov.very.long.address.for.testing@example-florist-shop.ru",
+     "subject": "Букет", "message": "Нужен букет из двадцати пяти белых роз к субботе, доставка на Тверскую улицу, "
+                                    "дом 12, после шести вечера.\nСпасибо!", "status": "new"},
+    {"name": "प्रिया शर्मा", "email": "priya@example.in", "subject": "गुलदस्ता",
+     "message": "नमस्ते, मुझे शनिवार के लिए गुलाबों का एक गुलदस्ता चाहिए।", "status": "in_progress"},
+    {"name": "Արամ Պետրոսյան", "email": "aram@example.am", "message": "Բարև Ձեզ։ Կցանկանայի պատվիրել ծաղիկներ։",
+     "status": "answered"},
+    {"name": "Lucia Bianchi", "email": "lucia@example.it", "message": "Vorrei delle rose.", "status": "spam"},
+)
+
+
+def seed_inbox(path):
+    """Give the database at path an inbox user and LEADS, each but the spam with an owner's email queued."""
+    db = database.open_db(str(path))
+    try:
+        database.migrate(db)
+        inbox_queries.create_user(db, OWNER, PASSWORD_HASH)
+        for number, lead in enumerate(LEADS):
+            notifications = [] if lead["status"] == "spam" else [
+                {"kind": "lead", "channel": "email", "target": OWNER, "message_id": f"<seed{number}@florist.example>"}]
+            submissions.save_submission(db, {"form": "contactus", **lead}, notifications)
+    finally:
+        db.close()
+
+
+def log_in_browser(page, base_url):
+    """Log in through the real login page, whatever its language."""
+    page.goto(f"{base_url}/admin/login")
+    page.fill("input[name=email]", OWNER)
+    page.fill("input[name=password]", PASSWORD)
+    page.press("input[name=password]", "Enter")
+    page.wait_for_url(f"{base_url}/admin/")

@@ -28,7 +28,7 @@ def test_detail_shows_every_field_and_the_delivery_history(app, owner, db, smtp_
                  "rosso", "consegna", "sabato", "203.0.113.9", "Firefox/140", "it"):
         assert text in page
     assert 'href="https://fiori.example/contatti"' in page
-    assert "sent" in page and "2 attempt(s)" in page and "451 4.3.0 try later" in page and "retry" in page
+    assert "sent" in page and "attempts: 2" in page and "451 4.3.0 try later" in page and "retry" in page
     assert 'href="mailto:lucia@example.it?subject=Re%3A%20Rose%20rosse"' in page
 
 

@@ -145,7 +145,7 @@ def test_script_shows_errors_in_place_then_success(page, site, postbox, smtp_ser
     email = page.locator("[name=email]")
     expect(email).to_have_attribute("aria-invalid", "true")
     error_id = email.get_attribute("aria-describedby")
-    expect(page.locator(f"#{error_id}")).to_contain_text("valid email address")
+    expect(page.locator(f"#{error_id}")).to_contain_text("Please enter a valid email address.")
     expect(page.locator("[name=message]")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("[name=name]")).not_to_have_attribute("aria-invalid", "true")
     assert page.url == f"{site.url}/script.html"
