@@ -163,6 +163,14 @@ def m007_channels(db):
         " PRIMARY KEY (channel, target)) WITHOUT ROWID")
 
 
+
+@migrations()
+def m010_health_probe(db):
+    # /healthz proves the database writable by writing this one row: taking the write lock alone would miss a
+    # full disk or a read-only file system.
+    db.conn.execute("CREATE TABLE health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL)")
+
+
 def open_db(path, synchronous="FULL"):
     """Open the database file with the settings that make an acknowledged write durable.
 
