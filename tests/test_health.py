@@ -136,3 +136,19 @@ def test_the_banner_speaks_the_owners_language(app, db, owner, smtp_server):
     age_waiting_messages(db, 120)
     page = owner.get("/admin/?lang=ru", headers={"Accept-Language": "ru"}).get_data(as_text=True)
     assert "Письма владельцу перестали доходить" in page
+
+
+def test_a_database_that_takes_no_writes_makes_healthz_fail(app):
+    """SQLite's own read-only mode stands in for a read-only file system (root ignores file modes)."""
+    import sqlite3
+
+    import health
+    from sqlite_utils import Database
+    read_only = sqlite3.connect(f"file:{app.config['DATABASE']}?mode=ro", uri=True)
+    read_only.row_factory = sqlite3.Row
+    try:
+        report = health.health_report(Database(read_only), time.time(), max_delay=900)
+    finally:
+        read_only.close()
+    assert report["ok"] is False
+    assert report["problems"] == ["the database does not take writes: attempt to write a readonly database"]
