@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench translations chromium office axe bench-tools clean
+.PHONY: run test bench translations chromium office axe bench-tools deploy-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,13 @@ bench-tools:
 	@command -v wrk >/dev/null && command -v sqlite3 >/dev/null || \
 	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk sqlite3; }
 
-test: $(VENV)/.dev translations chromium office axe
+# The deployment tests verify deploy/postbox.service with systemd-analyze and build the Dockerfile's tree with
+# Debian's python3 (the image's Python), which needs its venv module.
+deploy-tools:
+	@command -v systemd-analyze >/dev/null && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd python3-venv; }
+
+test: $(VENV)/.dev translations chromium office axe deploy-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev translations bench-tools

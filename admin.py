@@ -26,6 +26,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 import database
+import health
 import inbox_queries
 import outbox
 from config import LANGUAGES, LOCALES
@@ -75,13 +76,6 @@ def init_app(app, limiter):
     app.add_template_filter(local_time)
     app.cli.add_command(create_user_command)
     app.cli.add_command(export_command)
-    app.cli.add_command(purge_command)
-    if app.config["RETENTION_DAYS"]:
-        db = database.open_db(app.config["DATABASE"])
-        try:
-            purge_expired(app, db)
-        finally:
-            db.close()
 
 
 # --- Time ----------------------------------------------------------------------------------------
@@ -245,8 +239,6 @@ def read_cursor(text):
 @bp.get("/")
 def inbox():
     db = database.get_db()
-    if current_app.config["RETENTION_DAYS"]:
-        purge_expired(current_app, db, at_most_every=3600)
     filters = read_filters(request.args)
     after = read_cursor(request.args.get("after"))
     counts, counts_capped, rows = first_page(db, filters, after)
@@ -259,6 +251,7 @@ def inbox():
         first_page=after is None, forms=inbox_queries.form_keys(db), query_args=query_args, days=days,
         chart=daily_chart(db, days) if after is None else None, chart_days=CHART_DAYS, statuses=database.STATUSES,
         labels=STATUS_LABELS, first_line=first_line, problems=outbox.channel_problems(db),
+        mail_stopped=health.mail_stopped(db, time.time(), current_app.config["MAIL_ALARM_SECONDS"]),
     )
 
 
@@ -409,21 +402,6 @@ def bulk():
     else:
         abort(400, _("Unknown action %(action)s.", action=action))
     return back
-
-
-# --- Retention ------------------------------------------------------------------------------------------------
-
-def purge_expired(app, db, at_most_every=0):
-    """Delete submissions older than RETENTION_DAYS; with at_most_every, skip when this process purged recently."""
-    last = app.extensions.get("postbox.last_purge", 0)
-    if time.monotonic() - last < at_most_every and last:
-        return 0
-    app.extensions["postbox.last_purge"] = time.monotonic()
-    cutoff = datetime.now(timezone.utc) - timedelta(days=app.config["RETENTION_DAYS"])
-    deleted = inbox_queries.purge_received_before(db, cutoff.isoformat(timespec="microseconds"))
-    if deleted:
-        app.logger.info("retention: deleted %d submission(s) received before %s", deleted, cutoff.isoformat())
-    return deleted
 
 
 # --- Export -----------------------------------------------------------------------------------------------------
@@ -590,22 +568,3 @@ def export_command(file_format, output, bom):
         else:
             target.detach()
         db.close()
-
-
-@click.command("purge")
-@with_appcontext
-def purge_command():
-    """Delete submissions older than POSTBOX_RETENTION_DAYS; cron may run it daily.
-
-    Example: POSTBOX_RETENTION_DAYS=365 flask --app app purge
-    """
-    app = current_app._get_current_object()
-    if not app.config["RETENTION_DAYS"]:
-        click.echo("POSTBOX_RETENTION_DAYS is 0 (off): nothing is deleted.")
-        return
-    db = database.open_db(app.config["DATABASE"])
-    try:
-        deleted = purge_expired(app, db)
-    finally:
-        db.close()
-    click.echo(f"Deleted {deleted} submission(s) older than {app.config['RETENTION_DAYS']} days.")

@@ -16,10 +16,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
+import backup
+import catalogues
 import config
 import contact
 import database
+import health
+import metrics
 import outbox
+import retention
 import submissions
 from channels import CHANNELS
 from config import LANGUAGES, LOCALES
@@ -55,7 +60,11 @@ def create_app(test_config=None):
     _configure_logging(app)
     database.init_app(app)
     submissions.init_app(app)
-    babel.init_app(app, locale_selector=select_language, default_translation_directories="translations")
+    try:
+        app.config["BABEL_TRANSLATION_DIRECTORIES"] = catalogues.catalogue_directory(app)
+    except catalogues.CatalogueError as error:
+        raise SystemExit(f"postbox: cannot serve every language: {error}") from None
+    babel.init_app(app, locale_selector=select_language)
     app.jinja_env.globals["get_locale"] = get_locale
     # Registered before the limiter, so it runs after the limiter has added its headers.
     app.after_request(security_headers)
@@ -73,6 +82,10 @@ def create_app(test_config=None):
     admin.init_app(app, limiter)
     # Browsers ask for /favicon.ico whatever a page links: answer it rather than log a 404 for every visit.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
+    health.init_app(app)
+    metrics.init_app(app)
+    retention.init_app(app)
+    backup.init_app(app)
     app.register_error_handler(HTTPException, http_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
@@ -182,6 +195,7 @@ def deliver_command(once, everything_now):
     """
     from flask import current_app
     app = current_app._get_current_object()
+    backup.hold_server_lock(app)  # a restore must wait for this worker to stop
     db = database.open_db(app.config["DATABASE"], synchronous="NORMAL")
     try:
         if everything_now:

@@ -72,6 +72,10 @@ DEFAULTS = {
     "SPAM_MAX_LINKS": 3,
     "SPAM_DUPLICATE_MINUTES": 10,
     "SESSION_HOURS": 8,
+    "HEALTH_MAX_DELAY_SECONDS": 900,  # a message due, or a channel failing, this long makes /healthz answer 503
+    "MAIL_ALARM_SECONDS": 3600,  # no owner email delivered this long while one waits: ERROR in the log, inbox banner
+    "METRICS_TOKEN": "",  # /metrics answers a request bearing this token…
+    "METRICS_ALLOWED_IPS": "",  # …or coming from these addresses or networks; with neither, /metrics is off
 }
 
 
@@ -166,7 +170,8 @@ def _check_numbers(config):
     for name in ("PROXY_HOPS", "RETENTION_DAYS", "SPAM_MAX_LINKS", "SPAM_DUPLICATE_MINUTES"):
         _number(config, name)
     for name in ("SMTP_TIMEOUT", "SMTP_DATA_TIMEOUT", "WEBHOOK_TIMEOUT", "NOTIFY_TIMEOUT", "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "GIVE_UP_SECONDS",
-                 "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS"):
+                 "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS",
+                 "HEALTH_MAX_DELAY_SECONDS", "MAIL_ALARM_SECONDS"):
         _number(config, name, kind=float)
     if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
         raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")
@@ -239,6 +244,26 @@ def _check_misc(config):
     if public_url and (urlsplit(public_url).scheme not in ("http", "https") or not urlsplit(public_url).hostname):
         raise ConfigError("PUBLIC_URL", f"must be an address such as https://postbox.example.com, got {public_url!r}")
     config["PUBLIC_URL"] = public_url
+    _check_metrics(config)
+
+
+def _check_metrics(config):
+    config["METRICS_TOKEN"] = "" if config["METRICS_TOKEN"] is None else str(config["METRICS_TOKEN"])
+    if config["METRICS_TOKEN"] and len(config["METRICS_TOKEN"]) < 16:
+        raise ConfigError("METRICS_TOKEN", "must be at least 16 characters (try: openssl rand -hex 16)")
+    items = config["METRICS_ALLOWED_IPS"]
+    if not isinstance(items, (list, tuple)):
+        items = str(items or "").split(",")
+    networks = []
+    for item in (str(item).strip() for item in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError("METRICS_ALLOWED_IPS", f"{item!r} is not an address or network such as"
+                                                     " 127.0.0.1 or 10.0.0.0/8") from None
+    config["METRICS_ALLOWED_IPS"] = tuple(networks)
 
 
 def url_list(value):

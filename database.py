@@ -164,6 +164,13 @@ def m007_channels(db):
 
 
 @migrations()
+def m010_health_probe(db):
+    # /healthz proves the database writable by writing this one row: taking the write lock alone would miss a
+    # full disk or a read-only file system.
+    db.conn.execute("CREATE TABLE health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL)")
+
+
+@migrations()
 def m011_user_language(db):
     # The inbox language each user chose; '' follows the browser's Accept-Language.
     db.conn.execute("ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''")

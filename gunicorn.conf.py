@@ -16,11 +16,13 @@ loglevel = "info"
 
 def on_starting(server):
     """Load Postbox once in the master: a wrong setting stops gunicorn with its one line, instead of every
-    worker failing to boot in turn, and the database is migrated before any worker serves."""
+    worker failing to boot in turn, and the database is migrated before any worker serves. The master then holds
+    the database's server lock, which `flask restore` respects, for as long as it runs."""
     if (server.cfg.wsgi_app or server.app.app_uri or "").startswith("app:"):
+        import backup
         from app import create_app
 
-        create_app()
+        backup.hold_server_lock(create_app())
 
 
 def post_worker_init(worker):

@@ -20,6 +20,7 @@ from channels.base import ChannelDown, Permanent, Retry, TargetOff
 from config import ConfigError
 from database import open_db, write_transaction
 import submissions
+import upkeep
 
 log = logging.getLogger("postbox.delivery")
 DETAIL_LENGTH = 500
@@ -385,6 +386,7 @@ class DeliveryWorker:
             while not self.stopping.is_set():
                 self.wakeup.clear()
                 try:
+                    upkeep.run_due(self.app, db, self.clock())  # retention hourly, the mail-stopped alarm
                     if deliver_due(self.app, db, self.claimant, self.clock, self.stopping):
                         continue
                     self.wakeup.wait(self._idle_seconds(db))

@@ -1,5 +1,5 @@
 """One submission and its handling: every field, delivery history, reply link, status, notes, bulk, delete,
-resend and retention."""
+resend."""
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -7,7 +7,6 @@ import pytest
 from conftest import count_rows, deliver_all
 from inbox_fixtures import OWNER, add_submission, inbox_user, owner, post  # noqa: F401
 
-from app import create_app
 import inbox_queries
 import outbox
 import submissions
@@ -121,39 +120,3 @@ def test_resend_of_a_spam_submission_queues_its_first_email(app, owner, db, smtp
     post(owner, f"/admin/s/{submission_id}/resend")
     deliver_all(app, db)
     assert smtp_server.wait_for(1)[0]["rcpt_tos"] == ["owner@florist.example"]
-
-
-def days_ago(days):
-    return (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="microseconds")
-
-
-class TestRetention:
-    @pytest.fixture
-    def config(self, config):
-        config["RETENTION_DAYS"] = 30
-        return config
-
-    def test_purge_command_deletes_old_submissions(self, app, db, runner):
-        old = add_submission(db, app, received_at=days_ago(31))
-        recent = add_submission(db, app, received_at=days_ago(29))
-        result = runner.invoke(args=["purge"])
-        assert result.exit_code == 0 and "Deleted 1 submission(s) older than 30 days" in result.output
-        assert submissions.get_submission(db, old) is None and submissions.get_submission(db, recent) is not None
-        assert count_rows(db, "outbox") == 1
-
-    def test_start_up_purges(self, app, db, config):
-        old = add_submission(db, app, received_at=days_ago(400))
-        create_app(config)
-        assert submissions.get_submission(db, old) is None
-
-    def test_opening_the_inbox_purges(self, app, db, owner):
-        app.extensions.pop("postbox.last_purge", None)
-        old = add_submission(db, app, received_at=days_ago(45), name="Expired Lead")
-        page = owner.get("/admin/").get_data(as_text=True)
-        assert "Expired Lead" not in page and submissions.get_submission(db, old) is None
-
-
-def test_retention_is_off_by_default(app, db, runner):
-    old = add_submission(db, app, received_at=days_ago(5000))
-    assert "nothing is deleted" in runner.invoke(args=["purge"]).output
-    assert submissions.get_submission(db, old) is not None
