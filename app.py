@@ -2,16 +2,17 @@
 import logging
 import os
 import signal
+import sqlite3
 import time
 
 import click
 from dotenv import find_dotenv, load_dotenv
-from flask import Flask, g, jsonify, make_response, render_template, request
+from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
@@ -71,6 +72,8 @@ def create_app(test_config=None):
 
     admin.init_app(app, limiter)
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(database.StorageUnavailable, storage_unavailable)
+    app.register_error_handler(sqlite3.Error, storage_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
     return app
@@ -131,7 +134,31 @@ def http_error(error):
     return response
 
 
+# Seconds a client is told to wait after a 503: about the time a lock or a full disk takes to clear.
+RETRY_AFTER_SECONDS = 10
+
+
+def storage_unavailable(error):
+    """Answer a submission the database could not take in time: 503, try again shortly; nothing was stored."""
+    current_app.logger.error("storage unavailable (%s %s): %s", request.method, request.path, error)
+    response = http_error(ServiceUnavailable())
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def storage_error(error):
+    """An SQLite error about the whole database is a 503 like the writer's; any other is a 500, logged once."""
+    if database.is_storage_down(error):
+        return storage_unavailable(error)
+    current_app.logger.exception("unexpected database error on %s %s", request.method, request.path)
+    return http_error(InternalServerError())
+
+
 def _error_message(error):
+    if error.code == 503:
+        return _("Your message was not saved: the server is busy for a moment. Please try again in a minute.")
+    if error.code == 500:
+        return _("Something went wrong on our side, and your request was not completed. Please try again later.")
     if error.code == 413:
         return _("The form is too large. Please shorten the message.")
     if error.code == 429:

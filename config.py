@@ -72,6 +72,7 @@ DEFAULTS = {
     "SPAM_MAX_LINKS": 3,
     "SPAM_DUPLICATE_MINUTES": 10,
     "SESSION_HOURS": 8,
+    "STORE_TIMEOUT": 5,  # seconds a visitor waits for the database before hearing "try again in a moment"
 }
 
 
@@ -165,7 +166,8 @@ def _check_numbers(config):
     for name in ("PROXY_HOPS", "RETENTION_DAYS", "SPAM_MAX_LINKS", "SPAM_DUPLICATE_MINUTES"):
         _number(config, name)
     for name in ("SMTP_TIMEOUT", "SMTP_DATA_TIMEOUT", "WEBHOOK_TIMEOUT", "NOTIFY_TIMEOUT", "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "GIVE_UP_SECONDS",
-                 "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS"):
+                 "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS",
+                 "STORE_TIMEOUT"):
         _number(config, name, kind=float)
     if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
         raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")

@@ -1,7 +1,9 @@
 """The database: opening connections, the one-writer rule, and the schema's migrations."""
 import json
+import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -163,7 +165,64 @@ def m007_channels(db):
         " PRIMARY KEY (channel, target)) WITHOUT ROWID")
 
 
-def open_db(path, synchronous="FULL"):
+@migrations()
+def m009_idempotency(db):
+    # One row per submission a client named (the hosted form's _token, an Idempotency-Key header): a repeat
+    # within a day is answered with the first one's outcome instead of being stored and notified again.
+    db.conn.execute("CREATE TABLE idempotency_keys (form TEXT NOT NULL, key TEXT NOT NULL,"
+                    " submission_id INTEGER NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,"
+                    " created_at REAL NOT NULL, PRIMARY KEY (form, key)) WITHOUT ROWID")
+    db.conn.execute("CREATE INDEX idx_idempotency_keys_created_at ON idempotency_keys (created_at)")
+    db.conn.execute("CREATE INDEX idx_idempotency_keys_submission_id ON idempotency_keys (submission_id)")
+
+
+# SQLite's primary result codes that say the database as a whole cannot be written now (locked, full,
+# read-only, gone), as opposed to one statement being wrong: every row of a batch would fail the same way.
+STORAGE_DOWN_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+                                sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+                                sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+class StorageUnavailable(Exception):
+    """The database cannot take a write now (locked too long, full, read-only, removed); try again later."""
+
+
+def is_storage_down(error):
+    """Tell whether an SQLite error is about the whole database rather than one statement."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in STORAGE_DOWN_CODES
+
+
+def file_identity(path):
+    """The (device, inode) of the database file, or None when it is gone: a replaced file has another."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def check_writable(path):
+    """Raise StorageUnavailable, in one line, when the database file or its directory cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise StorageUnavailable(f"{directory} does not exist")
+    # SQLite writes the -wal and -shm files beside the database: the directory must be writable too.
+    for target in (directory, path):
+        if os.path.exists(target) and not os.access(target, os.W_OK):
+            raise StorageUnavailable(f"{target} is not writable by this process")
+    db = open_db(path)
+    try:
+        with write_transaction(db):
+            db.conn.execute("CREATE TABLE IF NOT EXISTS postbox_write_check (x)")
+            db.conn.execute("DROP TABLE postbox_write_check")
+    except sqlite3.Error as error:
+        raise StorageUnavailable(f"{path} cannot be written ({error})") from None
+    finally:
+        db.close()
+
+
+def open_db(path, synchronous="FULL", uri=False):
     """Open the database file with the settings that make an acknowledged write durable.
 
     FULL: a commit is on disk before the visitor hears "thank you", even across power loss. The delivery
@@ -172,7 +231,7 @@ def open_db(path, synchronous="FULL"):
     """
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False, uri=uri)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -204,8 +263,12 @@ def close_db(exception=None):
 
 
 def init_app(app):
-    """Migrate the database and end each request with no transaction open."""
+    """Check the database can be written, migrate it, and end each request with no transaction open."""
     app.teardown_appcontext(close_db)
+    try:
+        check_writable(app.config["DATABASE"])
+    except StorageUnavailable as error:
+        raise SystemExit(f"postbox: database error: {error}") from None
     db = open_db(app.config["DATABASE"])
     try:
         migrate(db)
@@ -214,17 +277,40 @@ def init_app(app):
 
 
 @contextmanager
-def write_transaction(db):
-    """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'."""
-    with _write_lock:
-        db.conn.execute("BEGIN IMMEDIATE")
+def write_transaction(db, deadline=None, clock=time.monotonic):
+    """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'.
+
+    With a deadline (a clock() value), waiting for the lock past it raises StorageUnavailable instead.
+    """
+    if deadline is None:
+        with _write_lock:
+            with _transaction(db):
+                yield db
+        return
+    if not _write_lock.acquire(timeout=max(0.0, deadline - clock())):
+        raise StorageUnavailable("another write in this process held the lock too long")
+    try:
+        remaining_ms = max(1, int((deadline - clock()) * 1000))
+        db.conn.execute(f"PRAGMA busy_timeout = {remaining_ms}")
         try:
-            yield db
-        except BaseException:
-            db.conn.rollback()
-            raise
-        else:
-            db.conn.commit()
+            with _transaction(db):
+                yield db
+        finally:
+            db.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+    finally:
+        _write_lock.release()
+
+
+@contextmanager
+def _transaction(db):
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.rollback()
+        raise
+    else:
+        db.conn.commit()
 
 
 def migrate(db):
