@@ -4,6 +4,7 @@ import functools
 import io
 import itertools
 import json
+import re
 import sys
 import time
 from datetime import date, datetime, time as clock, timedelta, timezone
@@ -32,6 +33,10 @@ csrf = CSRFProtect()
 # scrypt at N=2^17, r=8, p=1: OWASP's floor; Werkzeug's default N=2^15 is below it.
 PASSWORD_METHOD = "scrypt:131072:8:1"
 PAGE_SIZE = 50
+# SQLite's integers are signed 64-bit: a larger id cannot name a row, and would overflow the query.
+MAX_ID = 2 ** 63 - 1
+ID_TEXT = re.compile(r"[0-9]{1,19}")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
 # A search's counts stop here ("1,000+"): counting every match of a common word would cost more than the page.
 SEARCH_COUNT_LIMIT = 1000
 CHART_DAYS = (30, 90)
@@ -157,8 +162,9 @@ def login():
 
 
 def safe_next(target):
-    """Follow ?next= only to a page of the inbox itself."""
-    if target and target.startswith("/admin") and not target.startswith("/admin/login"):
+    """Follow ?next= only to a page of the inbox itself, and never with a control character (a header split)."""
+    if (target and target.startswith("/admin") and not target.startswith("/admin/login")
+            and not CONTROL_CHARACTERS.search(target)):
         return target
     return url_for("admin.inbox")
 
@@ -182,10 +188,15 @@ def read_filters(args):
         if not text:
             continue
         try:
-            filters[key] = utc_bound(date.fromisoformat(text) + timedelta(days=shift))
+            day = date.fromisoformat(text)
         except ValueError:
             flash(f"{text!r} is not a date; use YYYY-MM-DD.", "error")
             filters[name] = ""
+            continue
+        try:
+            filters[key] = utc_bound(day + timedelta(days=shift))
+        except OverflowError:
+            pass  # 9999-12-31, or 0001-01-01 east of UTC: a bound beyond every stored time is no bound
     return filters
 
 
@@ -196,9 +207,28 @@ def query_args(filters, **changes):
     return {name: value for name, value in args.items() if value}
 
 
+def read_id(text):
+    """An id from a query string or form, or None when it is not a whole number SQLite can hold."""
+    if text is None or not ID_TEXT.fullmatch(text) or int(text) > MAX_ID:
+        return None
+    return int(text)
+
+
 def read_cursor(text):
-    received_at, _, submission_id = (text or "").rpartition("|")
-    return (received_at, int(submission_id)) if received_at and submission_id.isdigit() else None
+    """The (received_at, id) a page starts after; a malformed cursor is the client's error (400)."""
+    if not text:
+        return None
+    received_at, _, submission_id = text.rpartition("|")
+    if not received_at or read_id(submission_id) is None:
+        abort(400, f"{text!r} is not a page cursor of this inbox.")
+    return received_at, int(submission_id)
+
+
+@bp.url_value_preprocessor
+def bounded_submission_id(endpoint, values):
+    """An id in the path beyond SQLite's integers names no submission: 404, not an overflow."""
+    if values and values.get("submission_id", 0) > MAX_ID:
+        abort(404)
 
 
 @bp.get("/")
@@ -310,7 +340,7 @@ def save_note(submission_id):
 def resend(submission_id):
     submission = load_submission(submission_id)
     db = database.get_db()
-    outbox_id = request.form.get("outbox_id", type=int)
+    outbox_id = read_id(request.form.get("outbox_id"))
     if not outbox.resend(db, submission_id, time.time(), outbox_id) and outbox_id is None:
         forms = current_app.config["FORM_DEFINITIONS"]
         form = forms.get(submission["form"]) or forms["contactus"]
@@ -340,7 +370,9 @@ def delete(submission_id):
 @bp.post("/bulk")
 def bulk():
     """Apply a status or deletion to the rows ticked in the list."""
-    ids = [int(value) for value in request.form.getlist("ids") if value.isdigit()]
+    ids = [read_id(value) for value in request.form.getlist("ids")]
+    if None in ids:
+        abort(400, "Each selected submission must be a number.")
     action = request.form.get("action", "")
     back = redirect(safe_next(request.form.get("back")))
     if not ids:

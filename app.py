@@ -124,7 +124,7 @@ def http_error(error):
     """Answer an HTTP error in the client's language and format: JSON for API clients, else a page."""
     message = _error_message(error)
     if contact.wants_json():
-        code = error.name.upper().replace(" ", "_")
+        code = "UNAVAILABLE" if error.code == 503 else error.name.upper().replace(" ", "_")
         response = jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}])
     else:
         response = make_response(render_template("error.html", status=error.code, message=message))
