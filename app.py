@@ -12,7 +12,7 @@ from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
@@ -122,6 +122,8 @@ def security_headers(response):
 
 def http_error(error):
     """Answer an HTTP error in the client's language and format: JSON for API clients, else a page."""
+    if isinstance(error, SecurityError):
+        return untrusted_host(error)
     message = _error_message(error)
     if contact.wants_json():
         code = "UNAVAILABLE" if error.code == 503 else error.name.upper().replace(" ", "_")
@@ -132,6 +134,12 @@ def http_error(error):
     if getattr(error, "valid_methods", None):
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return response
+
+
+def untrusted_host(error):
+    """Refuse a Host outside TRUSTED_HOSTS in plain text: no URL can be built for it, so no page either."""
+    message = _("This server does not answer to that host name.")
+    return current_app.response_class(message + "\n", status=400, mimetype="text/plain")
 
 
 # Seconds a client is told to wait after a 503: about the time a lock or a full disk takes to clear.
