@@ -1,6 +1,7 @@
 """The owner's inbox under /admin: login, the list, one submission, handling, the chart, export and its commands."""
 import csv
 import functools
+import hashlib
 import io
 import itertools
 import json
@@ -18,21 +19,20 @@ from flask.cli import with_appcontext
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 import database
 import inbox_queries
 import outbox
+import passwords
 from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
 
-# scrypt at N=2^17, r=8, p=1: OWASP's floor; Werkzeug's default N=2^15 is below it.
-PASSWORD_METHOD = "scrypt:131072:8:1"
 PAGE_SIZE = 50
+LOGIN_ACCOUNT_BUCKETS = 4096
 # SQLite's integers are signed 64-bit: a larger id cannot name a row, and would overflow the query.
 MAX_ID = 2 ** 63 - 1
 ID_TEXT = re.compile(r"[0-9]{1,19}")
@@ -68,9 +68,13 @@ def init_app(app, limiter):
     csrf.init_app(app)
     app.session_interface = HttpsAwareSessionInterface()
     app.register_blueprint(bp)
-    app.view_functions["admin.login"] = limiter.limit(
+    # Per client IP, and per account (many addresses guessing at one account are slowed as one).
+    login_view = limiter.limit(
         lambda: app.config["LOGIN_RATE_LIMIT"] or "1000000 per second", methods=["POST"],
         exempt_when=lambda: not app.config["LOGIN_RATE_LIMIT"])(app.view_functions["admin.login"])
+    app.view_functions["admin.login"] = limiter.limit(
+        lambda: app.config["LOGIN_ACCOUNT_RATE_LIMIT"] or "1000000 per second", methods=["POST"],
+        key_func=login_account_key, exempt_when=lambda: not app.config["LOGIN_ACCOUNT_RATE_LIMIT"])(login_view)
     app.add_template_filter(local_time)
     app.cli.add_command(create_user_command)
     app.cli.add_command(export_command)
@@ -109,21 +113,38 @@ def utc_bound(day):
 # --- Accounts and the session ------------------------------------------------------------------------
 
 def hash_password(password):
-    return generate_password_hash(password, method=PASSWORD_METHOD)
+    return passwords.hash_password(password)
 
 
 @functools.cache
 def unknown_user_hash():
     """A hash to check when the email is unknown, so a wrong address costs as long as a wrong password."""
-    # Made on first use, not at import: one scrypt at N=2^17 holds 128 MB while it runs.
     return hash_password("not anyone's password")
 
 
 def authenticate(db, email, password):
-    """Return the user whose email and password these are, or None; as slow for unknown emails as known ones."""
+    """Return the user whose email and password these are, or None; as slow for unknown emails as known ones.
+
+    A good password's hash from before argon2id (scrypt) is replaced by an argon2id one there and then.
+    """
     user = inbox_queries.get_user(db, email.strip().lower())
-    password_ok = check_password_hash(user["password_hash"] if user else unknown_user_hash(), password)
-    return user if user and password_ok else None
+    password_ok = passwords.verify_password(user["password_hash"] if user else unknown_user_hash(), password)
+    if not (user and password_ok):
+        return None
+    if passwords.needs_upgrade(user["password_hash"]):
+        inbox_queries.create_user(db, user["email"], hash_password(password))
+    return user
+
+
+def login_account_key():
+    """The per-account login limit's key: one of a fixed number of buckets of the email typed.
+
+    A bucket, not the address: made-up addresses cannot add keys without bound, and a guess at an unknown
+    address is limited exactly like one at a real account, so the limit does not tell which accounts exist.
+    """
+    email = request.form.get("email", "").strip().lower()
+    digest = hashlib.sha256(email.encode("utf-8", "surrogatepass")).digest()
+    return f"login-account:{int.from_bytes(digest[:4], 'big') % LOGIN_ACCOUNT_BUCKETS}"
 
 
 @bp.before_request

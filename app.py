@@ -65,9 +65,12 @@ def create_app(test_config=None):
     app.register_blueprint(contact.bp)
     if app.config["RATE_LIMIT"]:
         # Decorate the registered view, so the limit belongs to this app's limiter alone.
+        # A made-up form key is answered (404) before the limiter stores a key for it: otherwise every
+        # random /f/<key> would keep a counter in memory for a day.
         app.view_functions["contact.submit"] = limiter.limit(
             app.config["RATE_LIMIT"],
             key_func=lambda: f"{get_remote_address()}:{request.view_args.get('form_key', '')}",
+            exempt_when=lambda: request.view_args.get("form_key") not in app.config["FORM_DEFINITIONS"],
         )(app.view_functions["contact.submit"])
 
     admin.init_app(app, limiter)

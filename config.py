@@ -62,6 +62,7 @@ DEFAULTS = {
     "TIMEZONE": "UTC",
     "RATE_LIMIT": "10 per minute;100 per day",
     "LOGIN_RATE_LIMIT": "5 per minute;30 per hour",
+    "LOGIN_ACCOUNT_RATE_LIMIT": "10 per minute;60 per hour",
     "RATELIMIT_STORAGE_URI": "memory://",
     "PROXY_HOPS": 0,
     "TRUSTED_HOSTS": "",
@@ -226,7 +227,7 @@ def _check_misc(config):
         zoneinfo.ZoneInfo(str(config["TIMEZONE"]))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError("TIMEZONE", f"{config['TIMEZONE']!r} is not an IANA time zone such as Europe/Rome") from None
-    for name in ("RATE_LIMIT", "LOGIN_RATE_LIMIT"):
+    for name in ("RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"):
         rate = str(config[name]).strip()
         config[name] = "" if rate.lower() in ("off", "none", "") else rate
     hosts = config["TRUSTED_HOSTS"]
