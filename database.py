@@ -1,4 +1,5 @@
 """The database: opening connections, the one-writer rule, and the schema's migrations."""
+import itertools
 import json
 import os
 import sqlite3
@@ -12,6 +13,8 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 BUSY_TIMEOUT_SECONDS = 30
+# The steps in which a write waits for another process's lock: SQLite's busy handler's, roughly.
+LOCK_POLL_SECONDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 STATUSES = ("new", "in_progress", "answered", "spam")
 CORE_FIELDS = ("name", "email", "phone", "subject", "message")
 SEARCHED_FIELDS = ("form", *CORE_FIELDS, "extra", "reply_to", "mail_subject", "page", "note", "spam_reason")
@@ -231,7 +234,7 @@ def open_db(path, synchronous="FULL", uri=False):
     """
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False, uri=uri)
+    conn = sqlite3.connect(path, timeout=0, check_same_thread=False, uri=uri)  # see _begin_immediate
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -240,8 +243,8 @@ def open_db(path, synchronous="FULL", uri=False):
 
 
 _thread_connections = threading.local()
-# One writer at a time inside a process: waiting here is woken at once, where SQLite's busy handler
-# would sleep in growing steps. Between processes, SQLite's lock and busy timeout still arbitrate.
+# One writer at a time inside a process: waiting here is woken at once, where polling SQLite's lock would
+# sleep in growing steps. Between processes, SQLite's lock and _begin_immediate's polling arbitrate.
 _write_lock = threading.RLock()
 
 
@@ -280,37 +283,37 @@ def init_app(app):
 def write_transaction(db, deadline=None, clock=time.monotonic):
     """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'.
 
-    With a deadline (a clock() value), waiting for the lock past it raises StorageUnavailable instead.
+    Waiting for the lock ends at the deadline (a clock() value; BUSY_TIMEOUT_SECONDS from now by default)
+    with StorageUnavailable (another thread of this process) or SQLite's "database is locked" (another process).
     """
-    if deadline is None:
-        with _write_lock:
-            with _transaction(db):
-                yield db
-        return
+    deadline = clock() + BUSY_TIMEOUT_SECONDS if deadline is None else deadline
     if not _write_lock.acquire(timeout=max(0.0, deadline - clock())):
         raise StorageUnavailable("another write in this process held the lock too long")
     try:
-        remaining_ms = max(1, int((deadline - clock()) * 1000))
-        db.conn.execute(f"PRAGMA busy_timeout = {remaining_ms}")
+        _begin_immediate(db, deadline, clock)
         try:
-            with _transaction(db):
-                yield db
-        finally:
-            db.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+            yield db
+        except BaseException:
+            db.conn.rollback()
+            raise
+        else:
+            db.conn.commit()
     finally:
         _write_lock.release()
 
 
-@contextmanager
-def _transaction(db):
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.conn.rollback()
-        raise
-    else:
-        db.conn.commit()
+def _begin_immediate(db, deadline, clock):
+    # SQLite's own busy handler sleeps inside C, where the event loop of a gevent worker cannot serve anyone
+    # else meanwhile: connections have no busy timeout, and the wait for another process's lock is here.
+    for attempt in itertools.count():
+        try:
+            db.conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            remaining = deadline - clock()
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or remaining <= 0:
+                raise
+            time.sleep(min(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)], remaining))
 
 
 def migrate(db):

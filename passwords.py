@@ -1,4 +1,5 @@
 """Inbox passwords: argon2id hashes, older scrypt hashes upgraded at login, and a bound on hashing at once."""
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
@@ -11,16 +12,25 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # time, not memory. Their own threads, not the request's: glibc keeps a freed 19 MiB block in the arena
 # of the thread that used it, so hashing in every request thread would keep 19 MiB per thread.
 CONCURRENT_HASHES = 2
-_hashing = ThreadPoolExecutor(max_workers=CONCURRENT_HASHES, thread_name_prefix="postbox-hash")
+
+
+@functools.cache
+def _hashing_threads():
+    """Real threads for hashing: under gevent's worker, gevent's own pool, so other requests go on meanwhile."""
+    from gevent import monkey
+    if monkey.is_module_patched("threading"):
+        from gevent.threadpool import ThreadPoolExecutor as GeventThreadPoolExecutor
+        return GeventThreadPoolExecutor(max_workers=CONCURRENT_HASHES)
+    return ThreadPoolExecutor(max_workers=CONCURRENT_HASHES, thread_name_prefix="postbox-hash")
 
 
 def hash_password(password):
-    return _hashing.submit(HASHER.hash, password).result()
+    return _hashing_threads().submit(HASHER.hash, password).result()
 
 
 def verify_password(password_hash, password):
     """Tell whether the password matches the stored hash, argon2id or (from before) Werkzeug's scrypt."""
-    return _hashing.submit(_verify, password_hash, password).result()
+    return _hashing_threads().submit(_verify, password_hash, password).result()
 
 
 def _verify(password_hash, password):

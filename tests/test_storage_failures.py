@@ -140,6 +140,13 @@ def test_a_full_disk_gets_503_stores_nothing_half_and_recovers(live_server_facto
         server.kill()
 
 
+def wait_for_log(server, text, timeout=10):
+    deadline = time.monotonic() + timeout
+    while text not in Path(server.log_path).read_text():
+        assert time.monotonic() < deadline, f"{text!r} never appeared in the server's log"
+        time.sleep(0.05)
+
+
 def test_a_read_only_database_file_gets_503_and_recovers(live_server_factory):
     # As root every file is writable: the server runs as nobody, for whom permissions count.
     directory = Path(tempfile.mkdtemp())
@@ -147,6 +154,9 @@ def test_a_read_only_database_file_gets_503_and_recovers(live_server_factory):
     db_path = directory / "postbox.sqlite3"
     try:
         server = live_server_factory(DATABASE=db_path, STORE_TIMEOUT=STORE_TIMEOUT, command_prefix=AS_NOBODY)
+        # The delivery worker's connection is open first, as in a server that has run a while: SQLite shares
+        # one -shm mapping per process, and a first connection opened read-only would make it read-only for all.
+        wait_for_log(server, "delivery worker")
         db_path.chmod(0o444)
         assert_unavailable(*post(server.url, {**VALID, "message": "read-only"}, language="ru"), language="ru")
         assert_unavailable(*post(server.url, {**VALID, "message": "read-only"}, as_json=False))
