@@ -13,7 +13,8 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 # An event loop per process: a connection trickling its headers or body one byte at a time holds only a
 # greenlet, and the app's reads of a slow body wait without blocking anyone. gthread gave each a thread.
-worker_class = "gevent"
+# Its stop serves every connection already accepted by the kernel (see gevent_worker.py).
+worker_class = "gevent_worker.DrainingGeventWorker"
 worker_connections = int(os.environ.get("GUNICORN_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 10
