@@ -29,7 +29,12 @@ def on_starting(server):
     worker failing to boot in turn, and the database is migrated before any worker serves."""
     from app import create_app
 
-    create_app()
+    app = create_app()
+    # The in-memory rate limiter starts a timer (a greenlet here): let it end in this process, or a forked
+    # worker inherits it half-run and logs a traceback as it ends there.
+    timer = getattr(app.extensions["postbox.limiter"].storage, "timer", None)  # memory:// only
+    if timer is not None:
+        timer.join()
 
 
 def post_worker_init(worker):
