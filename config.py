@@ -167,9 +167,10 @@ def _check_numbers(config):
     for name in ("PROXY_HOPS", "RETENTION_DAYS", "SPAM_MAX_LINKS", "SPAM_DUPLICATE_MINUTES"):
         _number(config, name)
     for name in ("SMTP_TIMEOUT", "SMTP_DATA_TIMEOUT", "WEBHOOK_TIMEOUT", "NOTIFY_TIMEOUT", "RETRY_FIRST_SECONDS", "RETRY_MAX_SECONDS", "GIVE_UP_SECONDS",
-                 "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS",
-                 "STORE_TIMEOUT"):
+                 "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS"):
         _number(config, name, kind=float)
+    # At 0 every submission would be refused before the writer could even begin.
+    _number(config, "STORE_TIMEOUT", kind=float, minimum=0.1, maximum=60)
     if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
         raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")
     for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE"):
