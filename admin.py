@@ -1,6 +1,7 @@
 """The owner's inbox under /admin: login, the list, one submission, handling, the chart, export and its commands."""
 import csv
 import functools
+import hashlib
 import io
 import itertools
 import json
@@ -21,7 +22,6 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import refresh
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
@@ -29,15 +29,19 @@ import database
 import health
 import inbox_queries
 import outbox
+import passwords
 from config import LANGUAGES, LOCALES
 from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
 
-# scrypt at N=2^17, r=8, p=1: OWASP's floor; Werkzeug's default N=2^15 is below it.
-PASSWORD_METHOD = "scrypt:131072:8:1"
 PAGE_SIZE = 50
+LOGIN_ACCOUNT_BUCKETS = 4096
+# SQLite's integers are signed 64-bit: a larger id cannot name a row, and would overflow the query.
+MAX_ID = 2 ** 63 - 1
+ID_TEXT = re.compile(r"[0-9]{1,19}")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
 # A search's counts stop here ("1,000+"): counting every match of a common word would cost more than the page.
 SEARCH_COUNT_LIMIT = 1000
 CHART_DAYS = (30, 90)
@@ -70,9 +74,13 @@ def init_app(app, limiter):
     csrf.init_app(app)
     app.session_interface = HttpsAwareSessionInterface()
     app.register_blueprint(bp)
-    app.view_functions["admin.login"] = limiter.limit(
+    # Per client IP, and per account (many addresses guessing at one account are slowed as one).
+    login_view = limiter.limit(
         lambda: app.config["LOGIN_RATE_LIMIT"] or "1000000 per second", methods=["POST"],
         exempt_when=lambda: not app.config["LOGIN_RATE_LIMIT"])(app.view_functions["admin.login"])
+    app.view_functions["admin.login"] = limiter.limit(
+        lambda: app.config["LOGIN_ACCOUNT_RATE_LIMIT"] or "1000000 per second", methods=["POST"],
+        key_func=login_account_key, exempt_when=lambda: not app.config["LOGIN_ACCOUNT_RATE_LIMIT"])(login_view)
     app.add_template_filter(local_time)
     app.cli.add_command(create_user_command)
     app.cli.add_command(export_command)
@@ -104,21 +112,38 @@ def utc_bound(day):
 # --- Accounts and the session ------------------------------------------------------------------------
 
 def hash_password(password):
-    return generate_password_hash(password, method=PASSWORD_METHOD)
+    return passwords.hash_password(password)
 
 
 @functools.cache
 def unknown_user_hash():
     """A hash to check when the email is unknown, so a wrong address costs as long as a wrong password."""
-    # Made on first use, not at import: one scrypt at N=2^17 holds 128 MB while it runs.
     return hash_password("not anyone's password")
 
 
 def authenticate(db, email, password):
-    """Return the user whose email and password these are, or None; as slow for unknown emails as known ones."""
+    """Return the user whose email and password these are, or None; as slow for unknown emails as known ones.
+
+    A good password's hash from before argon2id (scrypt) is replaced by an argon2id one there and then.
+    """
     user = inbox_queries.get_user(db, email.strip().lower())
-    password_ok = check_password_hash(user["password_hash"] if user else unknown_user_hash(), password)
-    return user if user and password_ok else None
+    password_ok = passwords.verify_password(user["password_hash"] if user else unknown_user_hash(), password)
+    if not (user and password_ok):
+        return None
+    if passwords.needs_upgrade(user["password_hash"]):
+        inbox_queries.create_user(db, user["email"], hash_password(password))
+    return user
+
+
+def login_account_key():
+    """The per-account login limit's key: one of a fixed number of buckets of the email typed.
+
+    A bucket, not the address: made-up addresses cannot add keys without bound, and a guess at an unknown
+    address is limited exactly like one at a real account, so the limit does not tell which accounts exist.
+    """
+    email = request.form.get("email", "").strip().lower()
+    digest = hashlib.sha256(email.encode("utf-8", "surrogatepass")).digest()
+    return f"login-account:{int.from_bytes(digest[:4], 'big') % LOGIN_ACCOUNT_BUCKETS}"
 
 
 @bp.before_request
@@ -160,8 +185,9 @@ def login():
 
 
 def safe_next(target):
-    """Follow ?next= only to a page of the inbox itself."""
-    if target and target.startswith("/admin") and not target.startswith("/admin/login"):
+    """Follow ?next= only to a page of the inbox itself, and never with a control character (a header split)."""
+    if (target and target.startswith("/admin") and not target.startswith("/admin/login")
+            and not CONTROL_CHARACTERS.search(target)):
         return target
     return url_for("admin.inbox")
 
@@ -217,10 +243,15 @@ def read_filters(args):
         if not text:
             continue
         try:
-            filters[key] = utc_bound(date.fromisoformat(text) + timedelta(days=shift))
+            day = date.fromisoformat(text)
         except ValueError:
             flash(_("“%(text)s” is not a date; use YYYY-MM-DD.", text=text), "error")
             filters[name] = ""
+            continue
+        try:
+            filters[key] = utc_bound(day + timedelta(days=shift))
+        except OverflowError:
+            pass  # 9999-12-31, or 0001-01-01 east of UTC: a bound beyond every stored time is no bound
     return filters
 
 
@@ -231,9 +262,28 @@ def query_args(filters, **changes):
     return {name: value for name, value in args.items() if value}
 
 
+def read_id(text):
+    """An id from a query string or form, or None when it is not a whole number SQLite can hold."""
+    if text is None or not ID_TEXT.fullmatch(text) or int(text) > MAX_ID:
+        return None
+    return int(text)
+
+
 def read_cursor(text):
-    received_at, _, submission_id = (text or "").rpartition("|")
-    return (received_at, int(submission_id)) if received_at and submission_id.isdigit() else None
+    """The (received_at, id) a page starts after; a malformed cursor is the client's error (400)."""
+    if not text:
+        return None
+    received_at, _, submission_id = text.rpartition("|")
+    if not received_at or read_id(submission_id) is None:
+        abort(400, f"{text!r} is not a page cursor of this inbox.")
+    return received_at, int(submission_id)
+
+
+@bp.url_value_preprocessor
+def bounded_submission_id(endpoint, values):
+    """An id in the path beyond SQLite's integers names no submission: 404, not an overflow."""
+    if values and values.get("submission_id", 0) > MAX_ID:
+        abort(404)
 
 
 @bp.get("/")
@@ -356,7 +406,7 @@ def save_note(submission_id):
 def resend(submission_id):
     submission = load_submission(submission_id)
     db = database.get_db()
-    outbox_id = request.form.get("outbox_id", type=int)
+    outbox_id = read_id(request.form.get("outbox_id"))
     if not outbox.resend(db, submission_id, time.time(), outbox_id) and outbox_id is None:
         forms = current_app.config["FORM_DEFINITIONS"]
         form = forms.get(submission["form"]) or forms["contactus"]
@@ -387,7 +437,9 @@ def delete(submission_id):
 @bp.post("/bulk")
 def bulk():
     """Apply a status or deletion to the rows ticked in the list."""
-    ids = [int(value) for value in request.form.getlist("ids") if value.isdigit()]
+    ids = [read_id(value) for value in request.form.getlist("ids")]
+    if None in ids:
+        abort(400, "Each selected submission must be a number.")
     action = request.form.get("action", "")
     back = redirect(safe_next(request.form.get("back")))
     if not ids:

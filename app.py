@@ -2,17 +2,18 @@
 import logging
 import os
 import signal
+import sqlite3
 import time
 
 import click
 from dotenv import find_dotenv, load_dotenv
-from flask import Flask, g, jsonify, make_response, render_template, request
+from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask.cli import with_appcontext
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
@@ -74,9 +75,12 @@ def create_app(test_config=None):
     app.register_blueprint(contact.bp)
     if app.config["RATE_LIMIT"]:
         # Decorate the registered view, so the limit belongs to this app's limiter alone.
+        # A made-up form key is answered (404) before the limiter stores a key for it: otherwise every
+        # random /f/<key> would keep a counter in memory for a day.
         app.view_functions["contact.submit"] = limiter.limit(
             app.config["RATE_LIMIT"],
             key_func=lambda: f"{get_remote_address()}:{request.view_args.get('form_key', '')}",
+            exempt_when=lambda: request.view_args.get("form_key") not in app.config["FORM_DEFINITIONS"],
         )(app.view_functions["contact.submit"])
 
     admin.init_app(app, limiter)
@@ -87,6 +91,8 @@ def create_app(test_config=None):
     retention.init_app(app)
     backup.init_app(app)
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(database.StorageUnavailable, storage_unavailable)
+    app.register_error_handler(sqlite3.Error, storage_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
     return app
@@ -135,9 +141,11 @@ def security_headers(response):
 
 def http_error(error):
     """Answer an HTTP error in the client's language and format: JSON for API clients, else a page."""
+    if isinstance(error, SecurityError):
+        return untrusted_host(error)
     message = _error_message(error)
     if contact.wants_json():
-        code = error.name.upper().replace(" ", "_")
+        code = "UNAVAILABLE" if error.code == 503 else error.name.upper().replace(" ", "_")
         response = jsonify(ok=False, error=message, errors=[{"field": None, "code": code, "message": message}])
     else:
         heading = _("Please wait a little") if error.code == 429 and request.blueprint == "admin" else None
@@ -150,7 +158,37 @@ def http_error(error):
     return response
 
 
+def untrusted_host(error):
+    """Refuse a Host outside TRUSTED_HOSTS in plain text: no URL can be built for it, so no page either."""
+    message = _("This server does not answer to that host name.")
+    return current_app.response_class(message + "\n", status=400, mimetype="text/plain")
+
+
+# Seconds a client is told to wait after a 503: about the time a lock or a full disk takes to clear.
+RETRY_AFTER_SECONDS = 10
+
+
+def storage_unavailable(error):
+    """Answer a submission the database could not take in time: 503, try again shortly; nothing was stored."""
+    current_app.logger.error("storage unavailable (%s %s): %s", request.method, request.path, error)
+    response = http_error(ServiceUnavailable())
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def storage_error(error):
+    """An SQLite error about the whole database is a 503 like the writer's; any other is a 500, logged once."""
+    if database.is_storage_down(error):
+        return storage_unavailable(error)
+    current_app.logger.exception("unexpected database error on %s %s", request.method, request.path)
+    return http_error(InternalServerError())
+
+
 def _error_message(error):
+    if error.code == 503:
+        return _("Your message was not saved: the server is busy for a moment. Please try again in a minute.")
+    if error.code == 500:
+        return _("Something went wrong on our side, and your request was not completed. Please try again later.")
     if error.code == 413:
         return _("The form is too large. Please shorten the message.")
     if error.code == 429 and request.blueprint == "admin":

@@ -62,6 +62,7 @@ DEFAULTS = {
     "TIMEZONE": "UTC",
     "RATE_LIMIT": "10 per minute;100 per day",
     "LOGIN_RATE_LIMIT": "5 per minute;30 per hour",
+    "LOGIN_ACCOUNT_RATE_LIMIT": "10 per minute;60 per hour",
     "RATELIMIT_STORAGE_URI": "memory://",
     "PROXY_HOPS": 0,
     "TRUSTED_HOSTS": "",
@@ -76,6 +77,7 @@ DEFAULTS = {
     "MAIL_ALARM_SECONDS": 3600,  # no owner email delivered this long while one waits: ERROR in the log, inbox banner
     "METRICS_TOKEN": "",  # /metrics answers a request bearing this token…
     "METRICS_ALLOWED_IPS": "",  # …or coming from these addresses or networks; with neither, /metrics is off
+    "STORE_TIMEOUT": 5,  # seconds a visitor waits for the database before hearing "try again in a moment"
 }
 
 
@@ -173,6 +175,8 @@ def _check_numbers(config):
                  "LEASE_SECONDS", "POLL_SECONDS", "SPAM_MIN_SECONDS", "SPAM_MAX_TOKEN_AGE", "SESSION_HOURS",
                  "HEALTH_MAX_DELAY_SECONDS", "MAIL_ALARM_SECONDS"):
         _number(config, name, kind=float)
+    # At 0 every submission would be refused before the writer could even begin.
+    _number(config, "STORE_TIMEOUT", kind=float, minimum=0.1, maximum=60)
     if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
         raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")
     for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE"):
@@ -230,7 +234,7 @@ def _check_misc(config):
         zoneinfo.ZoneInfo(str(config["TIMEZONE"]))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError("TIMEZONE", f"{config['TIMEZONE']!r} is not an IANA time zone such as Europe/Rome") from None
-    for name in ("RATE_LIMIT", "LOGIN_RATE_LIMIT"):
+    for name in ("RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"):
         rate = str(config[name]).strip()
         config[name] = "" if rate.lower() in ("off", "none", "") else rate
     hosts = config["TRUSTED_HOSTS"]

@@ -1,4 +1,5 @@
 """The public side: the hosted form, the POST endpoints (/contactus and Formspree's /f/<key>), thanks."""
+import hashlib
 import re
 from urllib.parse import urljoin, urlsplit
 
@@ -6,7 +7,6 @@ from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_t
 from flask_babel import gettext as _
 from flask_babel import refresh
 
-import database
 import outbox
 import spam
 from config import LANGUAGES
@@ -144,7 +144,7 @@ def preflight(form_key):
         return current_app.response_class(status=405, headers={"Allow": "POST, OPTIONS"})
     response = current_app.response_class(status=204)
     response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept, Accept-Language, X-Requested-With"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept, Accept-Language, X-Requested-With, Idempotency-Key"
     response.headers["Access-Control-Max-Age"] = "600"
     return response
 
@@ -187,9 +187,12 @@ def submit(form_key):
 
 
 def store(form, submission):
-    """Save the submission with one notification per channel target queued, then wake the delivery worker."""
-    db = database.get_db()
-    reason = spam.spam_reason(db, form.key, submission)
+    """Save the submission with one notification per channel target queued, then wake the delivery worker.
+
+    Returns the submission's id: the first one's, when this is a repeat of a named submission.
+    Raises database.StorageUnavailable when it cannot be stored within POSTBOX_STORE_TIMEOUT.
+    """
+    reason = spam.spam_reason(form.key, submission)
     record = dict(
         submission.fields, form=form.key, extra=submission.extra,
         reply_to=submission.special.get("_replyto") or "", mail_subject=submission.special.get("_subject") or "",
@@ -197,12 +200,27 @@ def store(form, submission):
         language=g.language, status="spam" if reason else "new", spam_reason=reason,
     )
     notifications = () if reason else outbox.notifications_for(current_app.config, form)
-    submission_id = current_app.extensions["postbox.writer"].save(record, notifications)
-    if reason:
-        current_app.logger.info("submission %s to form %s kept as spam: %s", submission_id, form.key, reason)
+    saved = current_app.extensions["postbox.writer"].save(
+        record, notifications, key=idempotency_key(form, submission), duplicate_since=spam.duplicate_since())
+    if saved.repeated:
+        current_app.logger.info("form %s: a repeat of submission %s, answered as the first", form.key, saved.id)
+    elif saved.status == "spam":
+        current_app.logger.info("submission %s to form %s kept as spam: %s", saved.id, form.key, saved.spam_reason)
     else:
         outbox.wake_worker(current_app)
-    return submission_id
+    return saved.id
+
+
+def idempotency_key(form, submission):
+    """The name the client gave this submission: an Idempotency-Key header, else the hosted form's _token.
+
+    A token is made each time the form is served, so a double-click or a re-sent page repeats it. Hashed:
+    the key is the client's text, of any length.
+    """
+    name = request.headers.get("Idempotency-Key", "").strip() or submission.special.get("_token", "").strip()
+    if not name:
+        return None
+    return form.key, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def page_url():

@@ -1,7 +1,10 @@
 """The database: opening connections, the one-writer rule, and the schema's migrations."""
+import itertools
 import json
+import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -10,6 +13,8 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 BUSY_TIMEOUT_SECONDS = 30
+# The steps in which a write waits for another process's lock: SQLite's busy handler's, roughly.
+LOCK_POLL_SECONDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 STATUSES = ("new", "in_progress", "answered", "spam")
 CORE_FIELDS = ("name", "email", "phone", "subject", "message")
 SEARCHED_FIELDS = ("form", *CORE_FIELDS, "extra", "reply_to", "mail_subject", "page", "note", "spam_reason")
@@ -164,6 +169,17 @@ def m007_channels(db):
 
 
 @migrations()
+def m009_idempotency(db):
+    # One row per submission a client named (the hosted form's _token, an Idempotency-Key header): a repeat
+    # within a day is answered with the first one's outcome instead of being stored and notified again.
+    db.conn.execute("CREATE TABLE idempotency_keys (form TEXT NOT NULL, key TEXT NOT NULL,"
+                    " submission_id INTEGER NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,"
+                    " created_at REAL NOT NULL, PRIMARY KEY (form, key)) WITHOUT ROWID")
+    db.conn.execute("CREATE INDEX idx_idempotency_keys_created_at ON idempotency_keys (created_at)")
+    db.conn.execute("CREATE INDEX idx_idempotency_keys_submission_id ON idempotency_keys (submission_id)")
+
+
+@migrations()
 def m010_health_probe(db):
     # /healthz proves the database writable by writing this one row: taking the write lock alone would miss a
     # full disk or a read-only file system.
@@ -176,7 +192,54 @@ def m011_user_language(db):
     db.conn.execute("ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''")
 
 
-def open_db(path, synchronous="FULL"):
+
+# SQLite's primary result codes that say the database as a whole cannot be written now (locked, full,
+# read-only, gone), as opposed to one statement being wrong: every row of a batch would fail the same way.
+STORAGE_DOWN_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+                                sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+                                sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+class StorageUnavailable(Exception):
+    """The database cannot take a write now (locked too long, full, read-only, removed); try again later."""
+
+
+def is_storage_down(error):
+    """Tell whether an SQLite error is about the whole database rather than one statement."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in STORAGE_DOWN_CODES
+
+
+def file_identity(path):
+    """The (device, inode) of the database file, or None when it is gone: a replaced file has another."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def check_writable(path):
+    """Raise StorageUnavailable, in one line, when the database file or its directory cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise StorageUnavailable(f"{directory} does not exist")
+    # SQLite writes the -wal and -shm files beside the database: the directory must be writable too.
+    for target in (directory, path):
+        if os.path.exists(target) and not os.access(target, os.W_OK):
+            raise StorageUnavailable(f"{target} is not writable by this process")
+    db = open_db(path)
+    try:
+        with write_transaction(db):
+            db.conn.execute("CREATE TABLE IF NOT EXISTS postbox_write_check (x)")
+            db.conn.execute("DROP TABLE postbox_write_check")
+    except sqlite3.Error as error:
+        raise StorageUnavailable(f"{path} cannot be written ({error})") from None
+    finally:
+        db.close()
+
+
+def open_db(path, synchronous="FULL", uri=False):
     """Open the database file with the settings that make an acknowledged write durable.
 
     FULL: a commit is on disk before the visitor hears "thank you", even across power loss. The delivery
@@ -185,7 +248,7 @@ def open_db(path, synchronous="FULL"):
     """
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=0, check_same_thread=False, uri=uri)  # see _begin_immediate
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -194,8 +257,8 @@ def open_db(path, synchronous="FULL"):
 
 
 _thread_connections = threading.local()
-# One writer at a time inside a process: waiting here is woken at once, where SQLite's busy handler
-# would sleep in growing steps. Between processes, SQLite's lock and busy timeout still arbitrate.
+# One writer at a time inside a process: waiting here is woken at once, where polling SQLite's lock would
+# sleep in growing steps. Between processes, SQLite's lock and _begin_immediate's polling arbitrate.
 _write_lock = threading.RLock()
 
 
@@ -217,8 +280,12 @@ def close_db(exception=None):
 
 
 def init_app(app):
-    """Migrate the database and end each request with no transaction open."""
+    """Check the database can be written, migrate it, and end each request with no transaction open."""
     app.teardown_appcontext(close_db)
+    try:
+        check_writable(app.config["DATABASE"])
+    except StorageUnavailable as error:
+        raise SystemExit(f"postbox: database error: {error}") from None
     db = open_db(app.config["DATABASE"])
     try:
         migrate(db)
@@ -227,10 +294,17 @@ def init_app(app):
 
 
 @contextmanager
-def write_transaction(db):
-    """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'."""
-    with _write_lock:
-        db.conn.execute("BEGIN IMMEDIATE")
+def write_transaction(db, deadline=None, clock=time.monotonic):
+    """Hold SQLite's write lock from the first read, so read-then-write never meets 'database is locked'.
+
+    Waiting for the lock ends at the deadline (a clock() value; BUSY_TIMEOUT_SECONDS from now by default)
+    with StorageUnavailable (another thread of this process) or SQLite's "database is locked" (another process).
+    """
+    deadline = clock() + BUSY_TIMEOUT_SECONDS if deadline is None else deadline
+    if not _write_lock.acquire(timeout=max(0.0, deadline - clock())):
+        raise StorageUnavailable("another write in this process held the lock too long")
+    try:
+        _begin_immediate(db, deadline, clock)
         try:
             yield db
         except BaseException:
@@ -238,6 +312,22 @@ def write_transaction(db):
             raise
         else:
             db.conn.commit()
+    finally:
+        _write_lock.release()
+
+
+def _begin_immediate(db, deadline, clock):
+    # SQLite's own busy handler sleeps inside C, where the event loop of a gevent worker cannot serve anyone
+    # else meanwhile: connections have no busy timeout, and the wait for another process's lock is here.
+    for attempt in itertools.count():
+        try:
+            db.conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            remaining = deadline - clock()
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or remaining <= 0:
+                raise
+            time.sleep(min(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)], remaining))
 
 
 def migrate(db):

@@ -10,6 +10,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from wtforms import EmailField, StringField, TelField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
@@ -20,6 +22,8 @@ SPECIAL_FIELDS = ("_replyto", "_subject", "_next", "_gotcha", "_honey", "_langua
 MAX_EXTRA_FIELDS = 50
 MAX_EXTRA_LENGTH = 5000
 MAX_FIELD_NAME_LENGTH = 100
+# A chunked body over the limit is read up to this many times the limit before the 413 (see _raw_body).
+DRAIN_FACTOR = 16
 
 
 class BadRequestBody(Exception):
@@ -43,15 +47,21 @@ class Problem(str):
 
 # --- Reading the body ------------------------------------------------------------------------
 
+# Text that no encoding can carry honestly: UTF-16 halves on their own (a JSON "\ud800" escape) and Unicode's
+# non-characters (U+FDD0..U+FDEF, and the last two code points of every plane).
+NOT_TEXT = re.compile("[\ud800-\udfff\ufdd0-\ufdef%s]" % "".join(
+    chr(plane * 0x10000 + 0xFFFE) + chr(plane * 0x10000 + 0xFFFF) for plane in range(17)))
+
+
 def read_body(request):
     """Return the body's fields as (name, text) pairs in the order sent, or raise BadRequestBody."""
     mimetype = request.mimetype
     if mimetype == "application/json":
-        pairs = _json_pairs(request.get_data(cache=True))
+        pairs = _json_pairs(_raw_body(request))
     elif mimetype == "application/x-www-form-urlencoded":
-        pairs = _urlencoded_pairs(request.get_data(cache=True))
+        pairs = _urlencoded_pairs(_raw_body(request))
     elif mimetype == "multipart/form-data":
-        pairs = _multipart_pairs(request)
+        pairs = _multipart_pairs(_raw_body(request), request.mimetype_params.get("boundary", ""))
     elif not mimetype and not request.content_length:
         pairs = []
     else:
@@ -62,7 +72,37 @@ def read_body(request):
     for name, value in pairs:
         if "\x00" in name or "\x00" in value:
             raise BadRequestBody(400, _("The form contains a NUL character, which is not text."), "INVALID_TEXT")
+        if NOT_TEXT.search(name) or NOT_TEXT.search(value):
+            raise BadRequestBody(400, _("The form contains characters that are not valid text."), "INVALID_TEXT")
     return pairs
+
+
+def _raw_body(request):
+    """The whole body, or 413 when it is over the limit: with a Content-Length, and chunked too.
+
+    Werkzeug reads a chunked body only up to the limit and hands that over as if it were whole: a lead would
+    be stored cut short. Here one byte more than the limit is read, to tell.
+    """
+    try:
+        if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+            return request.get_data(cache=True)
+        limit = request.max_content_length
+        stream = request.environ["wsgi.input"]
+        chunks, size = [], 0
+        while size <= limit and (chunk := stream.read(min(65536, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            # Read on a little, so the client is still listening when the 413 comes: closing a connection with
+            # unread data resets it, and the answer is lost.
+            while size <= DRAIN_FACTOR * limit and stream.read(65536):
+                size += 65536
+            raise RequestEntityTooLarge()
+    except HTTPException:
+        raise
+    except Exception:  # the server's stream says why (a bad chunk size, a cut connection); its types are its own
+        raise BadRequestBody(400, _("The request body could not be read."), "INVALID_BODY") from None
+    return b"".join(chunks)
 
 
 def _json_pairs(raw):
@@ -84,7 +124,7 @@ def _json_pairs(raw):
             value = json.dumps(value)
         elif not isinstance(value, str):
             raise BadRequestBody(400, _("The field %(name)s must be text, not a list or an object.",
-                                        name=name[:MAX_FIELD_NAME_LENGTH]))
+                                        name=NOT_TEXT.sub("\ufffd", name[:MAX_FIELD_NAME_LENGTH])))
         pairs.append((name, value))
     return pairs
 
@@ -96,13 +136,29 @@ def _urlencoded_pairs(raw):
         raise BadRequestBody(400, _("The request body is not valid UTF-8.")) from None
 
 
-def _multipart_pairs(request):
-    if any(upload.filename for upload in request.files.values()):
-        raise BadRequestBody(400, _("This form does not accept file uploads."), "NO_FILE_UPLOADS")
-    pairs = list(request.form.items(multi=True))
-    # Werkzeug replaces undecodable bytes with U+FFFD: its presence means the client sent invalid UTF-8.
-    if any("\ufffd" in name or "\ufffd" in value for name, value in pairs):
-        raise BadRequestBody(400, _("The request body is not valid UTF-8."))
+def _multipart_pairs(raw, boundary):
+    """Decode multipart fields strictly as UTF-8: Werkzeug's form parser would turn bad bytes into U+FFFD,
+    which a visitor may also type. A part with no name is no field, as in a browser's own form data."""
+    decoder = MultipartDecoder(boundary.encode("latin-1", "replace"),
+                               max_form_memory_size=current_app.config["MAX_CONTENT_LENGTH"],
+                               max_parts=current_app.config["MAX_FORM_PARTS"])
+    pairs, part, chunks = [], None, []
+    try:
+        decoder.receive_data(raw)
+        decoder.receive_data(None)
+        while not isinstance(event := decoder.next_event(), (Epilogue, NeedData)):
+            if isinstance(event, File) and event.filename:
+                raise BadRequestBody(400, _("This form does not accept file uploads."), "NO_FILE_UPLOADS")
+            if isinstance(event, (Field, File)):
+                part, chunks = event, []
+            elif isinstance(event, Data):
+                chunks.append(event.data)
+                if not event.more_data and isinstance(part, Field) and part.name:
+                    pairs.append((part.name, b"".join(chunks).decode("utf-8")))
+    except UnicodeDecodeError:
+        raise BadRequestBody(400, _("The request body is not valid UTF-8.")) from None
+    except ValueError:
+        return []  # not multipart at all: answered as an empty form
     return pairs
 
 

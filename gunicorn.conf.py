@@ -1,11 +1,21 @@
-"""Production server settings: one process with threads (the rate limiter counts exactly in memory),
-each web process running its own delivery thread."""
-import os
+"""Production server settings: one process (the rate limiter counts exactly in memory) with gevent's
+event loop, so slow clients cost a greenlet each, not a thread; each web process runs its own delivery thread.
+
+Patched here, before gunicorn or the app import anything: objects made before patching (a lock, a
+thread-local) would block the whole event loop."""
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# An event loop per process: a connection trickling its headers or body one byte at a time holds only a
+# greenlet, and the app's reads of a slow body wait without blocking anyone. gthread gave each a thread.
+# Its stop serves every connection already accepted by the kernel (see gevent_worker.py).
+worker_class = "gevent_worker.DrainingGeventWorker"
+worker_connections = int(os.environ.get("GUNICORN_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
@@ -22,7 +32,13 @@ def on_starting(server):
         import backup
         from app import create_app
 
-        backup.hold_server_lock(create_app())
+        app = create_app()
+        # The in-memory rate limiter starts a timer (a greenlet here): let it end in this process, or a forked
+        # worker inherits it half-run and logs a traceback as it ends there.
+        timer = getattr(app.extensions["postbox.limiter"].storage, "timer", None)  # memory:// only
+        if timer is not None:
+            timer.join()
+        backup.hold_server_lock(app)
 
 
 def post_worker_init(worker):

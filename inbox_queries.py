@@ -1,4 +1,5 @@
 """The owner's inbox in SQL: users, search, the list, counts, handling, deletion and export rows."""
+import re
 from datetime import datetime, timedelta
 
 from database import STATUSES, utc_now_iso, write_transaction
@@ -30,6 +31,9 @@ def get_user(db, email):
     return dict(row) if row else None
 
 
+UNSEARCHABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def set_user_language(db, email, language):
     """Keep the inbox language a user chose; '' means the browser's."""
     with write_transaction(db):
@@ -38,7 +42,8 @@ def set_user_language(db, email, language):
 
 def search_query(text):
     """Turn what the owner typed into an FTS5 query: every word must match, as a prefix; no FTS syntax errors."""
-    words = [word.replace('"', '""') for word in str(text or "").split()]
+    # FTS5 reads a NUL as the end of the query and a control character or lone surrogate as a syntax error.
+    words = [word.replace('"', '""') for word in UNSEARCHABLE.sub(" ", str(text or "")).split()]
     return " ".join(f'"{word}"*' for word in words)
 
 

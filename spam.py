@@ -6,8 +6,6 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-import submissions
-
 LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 
 
@@ -36,8 +34,11 @@ def _token_problem(token, form_key):
     return None
 
 
-def spam_reason(db, form_key, submission):
-    """Return why the submission looks like spam, or an empty string."""
+def spam_reason(form_key, submission):
+    """Return why the submission looks like spam, or an empty string.
+
+    The duplicate rule is not here: it must read in the transaction that writes (see duplicate_since).
+    """
     config = current_app.config
     special = submission.special
     if special.get("_gotcha") or special.get("_honey"):
@@ -50,9 +51,12 @@ def spam_reason(db, form_key, submission):
     text = " ".join([submission.fields["message"], submission.fields["subject"], *submission.extra.values()])
     if len(LINK.findall(text)) > config["SPAM_MAX_LINKS"]:
         return f"more than {config['SPAM_MAX_LINKS']} links"
-    if config["SPAM_DUPLICATE_MINUTES"]:
-        since = datetime.now(timezone.utc) - timedelta(minutes=config["SPAM_DUPLICATE_MINUTES"])
-        if submissions.recent_duplicate(db, form_key, submission.fields["email"], submission.fields["message"],
-                                    since.isoformat(timespec="microseconds")):
-            return "same message from the same address minutes ago"
     return ""
+
+
+def duplicate_since():
+    """The time from which the same message from the same address is a duplicate, or None when the rule is off."""
+    minutes = current_app.config["SPAM_DUPLICATE_MINUTES"]
+    if not minutes:
+        return None
+    return (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat(timespec="microseconds")

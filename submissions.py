@@ -1,16 +1,21 @@
 """The durable write path of a submission: one transaction with its outbox rows, shared by group commit."""
 import json
+import os
 import queue
+import sqlite3
 import threading
 import time
+from dataclasses import dataclass
+from urllib.parse import quote
 
 import outbox
-from database import CORE_FIELDS, open_db, utc_now_iso, write_transaction
+from database import (CORE_FIELDS, StorageUnavailable, file_identity, is_storage_down, open_db, utc_now_iso,
+                      write_transaction)
 
 
 def init_app(app):
     """Prepare the group commit that every request's submission goes through."""
-    app.extensions["postbox.writer"] = SubmissionWriter(app.config["DATABASE"])
+    app.extensions["postbox.writer"] = SubmissionWriter(app.config["DATABASE"], app.config["STORE_TIMEOUT"])
 
 
 def save_submission(db, submission, notifications=()):
@@ -41,13 +46,85 @@ def _insert_submission(db, submission, notifications):
     return cursor.lastrowid
 
 
+# A repeat of a named submission (the hosted form's _token, an Idempotency-Key) within this time is the same one.
+IDEMPOTENCY_SECONDS = 24 * 3600
+DUPLICATE_REASON = "same message from the same address minutes ago"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What became of a submission: its id, and whether it is the first one's repeat or kept as spam."""
+
+    id: int
+    status: str = "new"
+    spam_reason: str = ""
+    repeated: bool = False
+
+
+def store_once(db, record, notifications=(), key=None, duplicate_since=None, now=None):
+    """Store a submission inside the caller's write transaction, unless its key or its text was seen before.
+
+    key: (form, client key) naming the submission; a repeat within a day gives back the first one.
+    duplicate_since: the ISO time from which the same message from the same address is spam (None: no check).
+    Both are read in the transaction that writes, so two identical posts at once cannot both pass.
+    """
+    now = time.time() if now is None else now
+    if key is not None:
+        row = db.conn.execute("SELECT submission_id FROM idempotency_keys WHERE form = ? AND key = ?"
+                              " AND created_at >= ?", [*key, now - IDEMPOTENCY_SECONDS]).fetchone()
+        if row is not None:
+            return Saved(row[0], repeated=True)
+    if (duplicate_since and (record.get("status") or "new") == "new"
+            and recent_duplicate(db, record["form"], record.get("email") or "", record.get("message") or "",
+                                 duplicate_since)):
+        record = {**record, "status": "spam", "spam_reason": DUPLICATE_REASON}
+        notifications = ()
+    submission_id = _insert_submission(db, record, notifications)
+    if key is not None:
+        db.conn.execute("INSERT OR REPLACE INTO idempotency_keys (form, key, submission_id, created_at)"
+                        " VALUES (?, ?, ?, ?)", [*key, submission_id, now])
+    return Saved(submission_id, record.get("status") or "new", record.get("spam_reason") or "")
+
+
+def forget_old_keys(db, now):
+    db.conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", [now - IDEMPOTENCY_SECONDS])
+
+
 class _PendingSave:
-    def __init__(self, submission, notifications):
-        self.submission = submission
+    """One request's submission on its way through the writer, and the hand-over of its outcome.
+
+    The request stops waiting at its deadline only while the writer has not claimed the submission: once
+    claimed (inside a transaction that holds the write lock), the outcome comes within a commit's time.
+    """
+
+    def __init__(self, record, notifications, key, duplicate_since, deadline):
+        self.record = record
         self.notifications = notifications
+        self.key = key
+        self.duplicate_since = duplicate_since
+        self.deadline = deadline
         self.done = threading.Event()
-        self.submission_id = None
+        self.saved = None
         self.error = None
+        self._state = threading.Lock()
+        self._claimed = False
+        self._abandoned = False
+
+    def claim(self):
+        """Writer: take the submission into the transaction, unless its request has given up on it."""
+        with self._state:
+            self._claimed = not self._abandoned
+            return self._claimed
+
+    def abandon(self):
+        """Request: give up on the submission, if the writer has not taken it yet."""
+        with self._state:
+            self._abandoned = not self._claimed
+            return self._abandoned
+
+    def finish(self, saved=None, error=None):
+        self.saved, self.error = saved, error
+        self.done.set()
 
 
 class SubmissionWriter:
@@ -56,25 +133,37 @@ class SubmissionWriter:
     With synchronous=FULL every commit waits for the disk; committed one by one, requests queue behind each
     other's fsync. Here a writer thread commits whatever is waiting as one transaction, and each request is
     answered only after the commit that holds its row: as durable as before, many per fsync.
+
+    Every wait is bounded by `timeout` seconds: a lock held elsewhere, a full disk or a read-only file fails
+    the whole batch at once with StorageUnavailable, and nothing of it is stored. The database file's identity
+    is checked after each commit: rows committed into a file that was removed or replaced are never acknowledged.
     """
 
     MAX_BATCH = 200
 
-    def __init__(self, path):
+    def __init__(self, path, timeout=5.0, clock=time.monotonic):
         self.path = path
+        self.timeout = timeout
+        self.clock = clock
+        self.identity = file_identity(path)
         self.queue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.thread = None
 
-    def save(self, submission, notifications=()):
-        """Store the submission (and its outbox rows) durably; return its id once committed."""
+    def save(self, record, notifications=(), key=None, duplicate_since=None):
+        """Store the submission (and its outbox rows) durably; return its Saved outcome once committed.
+
+        Raises StorageUnavailable when that cannot happen within the timeout; then nothing of it is stored.
+        """
         self._ensure_running()
-        pending = _PendingSave(submission, notifications)
+        pending = _PendingSave(record, notifications, key, duplicate_since, self.clock() + self.timeout)
         self.queue.put(pending)
+        if not pending.done.wait(self.timeout) and pending.abandon():
+            raise StorageUnavailable(f"not stored within {self.timeout:g} s")
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        return pending.submission_id
+        return pending.saved
 
     def _ensure_running(self):
         with self.lock:
@@ -86,38 +175,70 @@ class SubmissionWriter:
     def _run(self):
         db = None
         while True:
-            batch = [self.queue.get()]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             try:
-                db = db or open_db(self.path)
+                db = db or self._open()
                 self._commit(db, batch)
-            except Exception as error:  # e.g. the file cannot be opened: every waiter gets the error
+            except Exception as error:  # e.g. locked, full, read-only, removed: every waiter gets the error
+                if isinstance(error, sqlite3.Error) and is_storage_down(error):
+                    error = StorageUnavailable(str(error))
                 for item in batch:
                     if not item.done.is_set():
-                        item.error = error
-                        item.done.set()
-                db = None
+                        item.finish(error=error)
+                if db is not None:
+                    db.close()
+                db = None  # reopened for the next batch: the lock, the disk or the permissions may be back
+
+    def _next_batch(self):
+        batch = [self.queue.get()]
+        while len(batch) < self.MAX_BATCH:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _open(self):
+        self._check_file()
+        # mode=rw: never create an empty file where the database was removed.
+        return open_db(f"file:{quote(os.path.abspath(self.path))}?mode=rw", uri=True)
+
+    def _check_file(self):
+        if file_identity(self.path) != self.identity:
+            raise StorageUnavailable(f"the database file {self.path} was removed or replaced while Postbox ran;"
+                                     " no submission is acknowledged until Postbox is restarted")
 
     def _commit(self, db, batch):
+        deadline = min(item.deadline for item in batch)
+        now = time.time()
         try:
-            with write_transaction(db):
-                ids = [_insert_submission(db, item.submission, item.notifications) for item in batch]
-        except Exception:
+            with write_transaction(db, deadline, self.clock):
+                claimed = [item for item in batch if item.claim()]
+                outcomes = [store_once(db, item.record, item.notifications, item.key, item.duplicate_since, now)
+                            for item in claimed]
+                forget_old_keys(db, now)
+        except sqlite3.Error as error:
+            if is_storage_down(error):
+                raise
             # One bad row must not fail its neighbours: commit each alone and report each its own outcome.
-            for item in batch:
-                try:
-                    item.submission_id = save_submission(db, item.submission, item.notifications)
-                except Exception as error:  # handed to the waiting request, which answers for it
-                    item.error = error
-                item.done.set()
+            self._commit_one_by_one(db, [item for item in batch if item.claim()], now)
             return
-        for item, submission_id in zip(batch, ids):
-            item.submission_id = submission_id
-            item.done.set()
+        self._check_file()
+        for item, saved in zip(claimed, outcomes):
+            item.finish(saved)
+
+    def _commit_one_by_one(self, db, items, now):
+        for item in items:
+            try:
+                with write_transaction(db, item.deadline, self.clock):
+                    saved = store_once(db, item.record, item.notifications, item.key, item.duplicate_since, now)
+            except sqlite3.Error as error:
+                if is_storage_down(error):
+                    raise
+                item.finish(error=error)  # handed to the waiting request, which answers for it
+                continue
+            self._check_file()
+            item.finish(saved)
 
 
 def get_submission(db, submission_id):

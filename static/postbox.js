@@ -84,16 +84,33 @@
     box.focus();
   }
 
+  // One key per message the visitor means to send: a repeat (a double-click, "Send" pressed again after an
+  // answer that could not be read) names the same submission, and Postbox stores and notifies it once.
+  function keyOf(form) {
+    if (!form.postboxKey) {
+      form.postboxKey = window.crypto && crypto.randomUUID ? crypto.randomUUID()
+        : Date.now().toString(36) + Math.random().toString(36).slice(2);
+    }
+    return form.postboxKey;
+  }
+
+  function showUnconfirmed(form) {
+    showErrors(form, { error: form.getAttribute("data-postbox-unconfirmed") ||
+      "We could not confirm that your message arrived. Please press Send again: it will not be sent twice." });
+  }
+
   function send(form) {
     var next = form.elements._next, buttons = form.querySelectorAll("button,[type=submit]");
     // Cross-origin requests carry only the site's origin as Referer: resolve a relative _next here.
     if (next && next.value) next.value = new URL(next.value, location.href).href;
     buttons.forEach(function (button) { button.disabled = true; });
     form.setAttribute("aria-busy", "true");
-    return fetch(actionOf(form).href, { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } })
+    var headers = { Accept: "application/json", "Idempotency-Key": keyOf(form) };
+    return fetch(actionOf(form).href, { method: "POST", body: new FormData(form), headers: headers })
       .then(function (response) {
         return response.json().then(function (data) {
           if (data.ok) {
+            form.postboxKey = null;
             if ((next || form.hasAttribute("data-postbox-follow")) && data.next) location.assign(data.next);
             else showThanks(form, data);
           } else {
@@ -102,8 +119,9 @@
         });
       })
       .catch(function () {
-        // Refused by CORS, offline or not JSON: the plain POST shows the visitor Postbox's own answer.
-        HTMLFormElement.prototype.submit.call(form);
+        // Offline, refused by CORS, or an answer that is not ours (a proxy's 504): the message may have
+        // arrived. Posting it again here could send it twice, so the visitor decides, with the same key.
+        showUnconfirmed(form);
       })
       .finally(function () {
         buttons.forEach(function (button) { button.disabled = false; });

@@ -234,7 +234,8 @@ WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"postbox-test-secret-32-bytes-ok!"
 class LiveServer:
     """`gunicorn -c gunicorn.conf.py app:create_app()` in a subprocess, configured through POSTBOX_* variables."""
 
-    def __init__(self, env, workers=1):
+    def __init__(self, env, workers=1, command_prefix=()):
+        self.command_prefix = list(command_prefix)  # e.g. setpriv, to run as a user file permissions apply to
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **{f"POSTBOX_{key}": str(value) for key, value in env.items()},
@@ -246,7 +247,7 @@ class LiveServer:
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+            [*self.command_prefix, sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 30
@@ -272,11 +273,11 @@ class LiveServer:
 def live_server_factory(tmp_path, smtp_server):
     servers = []
 
-    def start(workers=1, **overrides):
+    def start(workers=1, command_prefix=(), **overrides):
         env = {key: value for key, value in base_config(tmp_path, smtp_server.port).items()
                if key not in ("RATE_LIMIT",)}
         env.update({"RATE_LIMIT": "off"}, **overrides)
-        server = LiveServer(env, workers=workers).start(tmp_path / f"gunicorn-{len(servers)}.log")
+        server = LiveServer(env, workers=workers, command_prefix=command_prefix).start(tmp_path / f"gunicorn-{len(servers)}.log")
         servers.append(server)
         return server
 

@@ -1,16 +1,16 @@
-"""Accounts: users made on the command line, scrypt hashes, login, logout, the session cookie and throttling."""
+"""Accounts: users made on the command line, argon2id hashes, login, logout, the session cookie and throttling."""
 import pytest
 from inbox_fixtures import OWNER, PASSWORD, PASSWORD_HASH, csrf_token, inbox_user, log_in, owner, post  # noqa: F401
 import inbox_queries
 
 
 
-def test_create_user_reads_password_from_stdin_and_hashes_with_scrypt(runner, client, db):
+def test_create_user_reads_password_from_stdin_and_hashes_with_argon2id(runner, client, db):
     result = runner.invoke(args=["create-user", "Assistant@Florist.example"], input="a long enough secret\n")
     assert result.exit_code == 0, result.output
     assert "Created inbox user assistant@florist.example" in result.output
     user = inbox_queries.get_user(db, "assistant@florist.example")
-    assert user["password_hash"].startswith("scrypt:131072:8:1$")
+    assert user["password_hash"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert "a long enough secret" not in user["password_hash"]
     response = log_in(client, "assistant@florist.example", "a long enough secret")
     assert response.status_code == 302 and response.headers["Location"] == "/admin/"

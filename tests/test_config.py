@@ -24,6 +24,7 @@ def flask(args, tmp_path, **env):
     ("OWNER_EMAIL", "owner@florist.example, not-an-address", "is not an email address"),
     ("TIMEZONE", "Mars/Olympus", "IANA time zone"),
     ("RETRY_FIRST_SECONDS", "-1", "at least 0"),
+    ("STORE_TIMEOUT", "0", "between 0.1 and 60"),
     ("DELIVERY_THREAD", "maybe", "true or false"),
     ("ALLOWED_ORIGINS", "florist.example", "is not an origin"),
 ])

@@ -3,11 +3,9 @@ import csv
 import io
 
 import pytest
-from conftest import VALID
 from inbox_fixtures import add_submission, inbox_user, log_in, owner, post  # noqa: F401 (fixtures)
 from test_languages import t
 
-import database
 import inbox_queries
 
 INBOX_TEXTS = ("Log out", "Export CSV", "With the selected:", "Email to owner")
