@@ -14,11 +14,12 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
+from urllib.parse import quote
 
 from channels import CHANNELS
 from channels.base import ChannelDown, Permanent, Retry, TargetOff
 from config import ConfigError
-from database import open_db, write_transaction
+from database import file_identity, open_db, write_transaction
 import submissions
 import upkeep
 
@@ -379,22 +380,43 @@ class DeliveryWorker:
         self.thread.join(timeout)
 
     def run(self):
-        # NORMAL: an outcome survives a killed process; power loss can only undo the last ones (a duplicate).
-        db = open_db(self.app.config["DATABASE"], synchronous="NORMAL")
+        db, identity, replaced = None, None, False
         try:
-            lift_pauses(db)  # a restart after fixing the SMTP password delivers the queue within seconds
             while not self.stopping.is_set():
                 self.wakeup.clear()
                 try:
+                    if db is None:
+                        db, identity = self._open()
+                        lift_pauses(db)  # a restart after fixing the SMTP password delivers the queue at once
+                    if file_identity(self.app.config["DATABASE"]) != identity:
+                        # Removed or replaced under us: what this connection sees is in no file that will last.
+                        if not replaced:
+                            log.error("the database file %s was removed or replaced; delivery stops until"
+                                      " Postbox is restarted", self.app.config["DATABASE"])
+                        replaced = True
+                        self.stopping.wait(self.app.config["POLL_SECONDS"])
+                        continue
                     upkeep.run_due(self.app, db, self.clock())  # retention hourly, the mail-stopped alarm
                     if deliver_due(self.app, db, self.claimant, self.clock, self.stopping):
                         continue
                     self.wakeup.wait(self._idle_seconds(db))
                 except Exception:
-                    log.exception("delivery worker error; retrying shortly")
+                    log.exception("delivery worker error; reconnecting shortly")
+                    if db is not None:
+                        db.close()  # a connection opened while the file was read-only stays read-only
+                    db = None
                     self.stopping.wait(self.app.config["POLL_SECONDS"])
         finally:
-            db.close()
+            if db is not None:
+                db.close()
+
+    def _open(self):
+        """Open the existing database file (never create an empty one) and note which file it is."""
+        path = self.app.config["DATABASE"]
+        identity = file_identity(path)
+        # NORMAL: an outcome survives a killed process; power loss can only undo the last ones (a duplicate).
+        db = open_db(f"file:{quote(os.path.abspath(path))}?mode=rw", synchronous="NORMAL", uri=True)
+        return db, identity
 
     def _idle_seconds(self, db):
         poll = self.app.config["POLL_SECONDS"]

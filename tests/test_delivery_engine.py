@@ -14,6 +14,7 @@ from conftest import ROOT, VALID, base_config, count_rows, deliver_all
 
 import database
 import outbox
+import submissions
 from app import create_app
 
 
@@ -165,3 +166,24 @@ def test_gunicorn_sigterm_gives_the_claim_back(live_server_factory, smtp_server,
     assert count_rows(db, "outbox", "state = 'pending' AND (claimant IS NOT NULL OR lease_until > 0)") == 0
     assert count_rows(db, "outbox", "state = 'pending'") > 0
     db.close()
+
+
+def test_the_worker_stops_delivering_from_a_database_file_moved_away(app, client, smtp_server, caplog):
+    worker = outbox.start_worker(app)
+    submit(client, message="before")
+    smtp_server.wait_for(1)
+    path = app.config["DATABASE"]
+    for suffix in ("", "-wal", "-shm"):  # what an administrator's mistake looks like to the running worker
+        os.rename(path + suffix, path + ".moved" + suffix)
+    moved = database.open_db(path + ".moved")
+    with caplog.at_level(logging.ERROR, logger="postbox.delivery"):
+        form = app.config["FORM_DEFINITIONS"]["contactus"]
+        submissions.save_submission(moved, {"form": "contactus", **VALID, "message": "after"},
+                                    outbox.notifications_for(app.config, form))
+        worker.wake()
+        wait_until(lambda: any("removed or replaced" in r.getMessage() for r in caplog.records), 10,
+                   "the worker did not notice the database file was gone")
+    time.sleep(0.5)  # a delivery from the moved file would arrive now
+    outbox.stop_worker(app)
+    moved.close()
+    assert len(smtp_server.messages) == 1
