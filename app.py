@@ -22,6 +22,7 @@ import catalogues
 import config
 import contact
 import database
+import delivery_process
 import health
 import metrics
 import outbox
@@ -248,6 +249,7 @@ def deliver_command(once, everything_now):
     finally:
         db.close()
     worker = outbox.start_worker(app)
+    delivery_process.listen_for_wakes(app.config["DATABASE"], worker)
     click.echo(f"Delivering; email goes through {CHANNELS['email'](app.config).describe()}. Ctrl+C stops.")
     signal.signal(signal.SIGTERM, lambda signum, frame: (worker.stopping.set(), worker.wake()))
     try:

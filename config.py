@@ -23,6 +23,7 @@ FORM_FIELDS = ("name", "email", "phone", "subject", "message")
 # The article's form needs a name, an address to answer and a message; markup written for Formspree may send none.
 REQUIRED_FIELDS = ("name", "email", "message")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+DELIVERY_MODES = ("process", "thread", "external")
 
 DEFAULTS = {
     "DATABASE": None,  # instance/postbox.sqlite3
@@ -44,7 +45,7 @@ DEFAULTS = {
     "LEASE_SECONDS": 900,
     "POLL_SECONDS": 1,
     "BATCH_SIZE": 50,
-    "DELIVERY_THREAD": True,
+    "DELIVERY": "process",  # process: beside the web process; thread: in each web process; external: none
     "WEBHOOKS": "",  # URLs every form posts its submissions to, unless its forms-file entry says otherwise
     "WEBHOOK_SECRET": "",  # whsec_…, signs every webhook (Standard Webhooks)
     "WEBHOOK_TIMEOUT": 15,
@@ -179,7 +180,11 @@ def _check_numbers(config):
     _number(config, "STORE_TIMEOUT", kind=float, minimum=0.1, maximum=60)
     if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
         raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")
-    for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE"):
+    delivery = str(config["DELIVERY"]).lower()
+    if delivery not in DELIVERY_MODES:
+        raise ConfigError("DELIVERY", f"must be one of {', '.join(DELIVERY_MODES)}, got {config['DELIVERY']!r}")
+    config["DELIVERY"] = delivery
+    for name in ("CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE"):
         _flag(config, name)
 
 

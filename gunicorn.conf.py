@@ -1,5 +1,6 @@
 """Production server settings: one process (the rate limiter counts exactly in memory) with gevent's
-event loop, so slow clients cost a greenlet each, not a thread; each web process runs its own delivery thread.
+event loop, so slow clients cost a greenlet each, not a thread; delivery runs in its own process beside it
+(POSTBOX_DELIVERY=process, the default), or as a thread in each web process (POSTBOX_DELIVERY=thread).
 
 Patched here, before gunicorn or the app import anything: objects made before patching (a lock, a
 thread-local) would block the whole event loop."""
@@ -39,14 +40,30 @@ def on_starting(server):
         if timer is not None:
             timer.join()
         backup.hold_server_lock(app)
+        server.postbox_delivery = app.config["DELIVERY"]
+
+
+def when_ready(server):
+    """Start the delivery process beside the web process, unless delivery is in threads or runs elsewhere."""
+    if getattr(server, "postbox_delivery", None) == "process":
+        from delivery_process import DeliveryProcess
+
+        server.postbox_delivery_process = DeliveryProcess(graceful_timeout).start()
+
+
+def on_exit(server):
+    """Stop the delivery process with the master: it finishes its message in flight and gives the rest back."""
+    process = getattr(server, "postbox_delivery_process", None)
+    if process is not None:
+        process.stop()
 
 
 def post_worker_init(worker):
-    """Start this web process's delivery thread once the app is loaded."""
+    """Start this web process's delivery thread once the app is loaded, when POSTBOX_DELIVERY=thread."""
     import outbox
 
     app = worker.wsgi
-    if app.config["DELIVERY_THREAD"]:
+    if app.config.get("DELIVERY") == "thread":
         outbox.start_worker(app)
 
 

@@ -20,6 +20,7 @@ from channels import CHANNELS
 from channels.base import ChannelDown, Permanent, Retry, TargetOff
 from config import ConfigError
 from database import file_identity, open_db, write_transaction
+import delivery_process
 import submissions
 import upkeep
 
@@ -442,7 +443,9 @@ def stop_worker(app):
 
 
 def wake_worker(app):
-    """Tell this process's delivery thread that a message is waiting."""
+    """Tell the delivery worker that a message is waiting: this process's thread, or the delivery process."""
     worker = app.extensions.get("postbox.worker")
     if worker is not None:
         worker.wake()
+    elif app.config["DELIVERY"] == "process":
+        delivery_process.wake(app.config["DATABASE"])

@@ -112,10 +112,10 @@ def deliver_forever(path, smtp_port, wake):
 
 
 def create_app():
-    """Create the anchor app; DELIVERY_THREAD is off so gunicorn.conf.py's hook starts nothing of Postbox's."""
+    """Create the anchor app; POSTBOX_DELIVERY is external so gunicorn.conf.py's hook starts nothing of Postbox's."""
     global DELIVERY
     app = Flask(__name__)
-    app.config["DELIVERY_THREAD"] = False
+    app.config["DELIVERY"] = "external"
     path = os.environ["BENCH_DATABASE"]
     conn = connect(path, "FULL")
     for statement in SCHEMA:

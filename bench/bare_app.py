@@ -6,9 +6,9 @@ from flask import Flask, jsonify, request
 
 
 def create_app():
-    """Create the bare app; DELIVERY_THREAD is off so gunicorn.conf.py's hook starts nothing."""
+    """Create the bare app; POSTBOX_DELIVERY is external so gunicorn.conf.py's hook starts nothing."""
     app = Flask(__name__)
-    app.config["DELIVERY_THREAD"] = False
+    app.config["DELIVERY"] = "external"
 
     @app.get("/contactus")
     def form():

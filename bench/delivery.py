@@ -29,7 +29,7 @@ SUBMISSION = {"form": "contactus", "name": "Giulia Bianchi", "email": "giulia@ex
 def app_config(directory, smtp_port):
     return {"DATABASE": f"{directory}/postbox.sqlite3", "MAIL_DIR": f"{directory}/mail", "SECRET_KEY": "bench",
             "OWNER_EMAIL": "owner@florist.example", "MAIL_FROM": "forms@florist.example",
-            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp_port, "SMTP_SECURITY": "none", "DELIVERY_THREAD": False}
+            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp_port, "SMTP_SECURITY": "none", "DELIVERY": "external"}
 
 
 def store_backlog(directory, count):

@@ -526,7 +526,7 @@ def big_database(rows, workdir):
 
 
 def flask_command(args, database, workdir, stdin=None):
-    env = {**os.environ, **postbox_env(workdir, 25, DATABASE=database, SMTP_HOST="", DELIVERY_THREAD="false")}
+    env = {**os.environ, **postbox_env(workdir, 25, DATABASE=database, SMTP_HOST="", DELIVERY="external")}
     return subprocess.run([FLASK, "--app", "app", *args], cwd=ROOT, env=env, input=stdin, capture_output=True,
                           text=True, timeout=600)
 
@@ -564,7 +564,7 @@ def scenario_export(table, settings, workdir):
     database = big_database(rows, workdir)
     flask_command(["init-db"], database, workdir)  # migrations first, so they are not timed
     output = workdir / "export.csv"
-    env = {**os.environ, **postbox_env(workdir, 25, DATABASE=database, SMTP_HOST="", DELIVERY_THREAD="false")}
+    env = {**os.environ, **postbox_env(workdir, 25, DATABASE=database, SMTP_HOST="", DELIVERY="external")}
     seconds, rss, status, stderr = timed_process(
         [FLASK, "--app", "app", "export", "--format", "csv", "--output", str(output)], env)
     if status != 0:
@@ -683,7 +683,7 @@ def inbox_pages(database, settings, workdir, label, word):
     if created.returncode != 0 and "exist" not in (created.stdout + created.stderr).lower():
         raise RuntimeError(f"create-user failed: {created.stdout}{created.stderr}")
     server = Server("app:create_app()", run_dir,
-                    postbox_env(run_dir, 25, DATABASE=database, SMTP_HOST="", DELIVERY_THREAD="false"), "inbox")
+                    postbox_env(run_dir, 25, DATABASE=database, SMTP_HOST="", DELIVERY="external"), "inbox")
     server.start()
     try:
         session = AdminSession(server.url)

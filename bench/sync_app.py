@@ -31,9 +31,9 @@ def owner_message(fields):
 
 
 def create_app():
-    """Create the synchronous contact app; DELIVERY_THREAD is off so gunicorn.conf.py's hook starts nothing."""
+    """Create the synchronous contact app; POSTBOX_DELIVERY is external so gunicorn.conf.py's hook starts nothing."""
     app = Flask(__name__)
-    app.config["DELIVERY_THREAD"] = False
+    app.config["DELIVERY"] = "external"
     smtp_port = int(os.environ["BENCH_SMTP_PORT"])
 
     @app.get("/contactus")

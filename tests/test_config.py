@@ -25,7 +25,7 @@ def flask(args, tmp_path, **env):
     ("TIMEZONE", "Mars/Olympus", "IANA time zone"),
     ("RETRY_FIRST_SECONDS", "-1", "at least 0"),
     ("STORE_TIMEOUT", "0", "between 0.1 and 60"),
-    ("DELIVERY_THREAD", "maybe", "true or false"),
+    ("DELIVERY", "maybe", "process, thread, external"),
     ("ALLOWED_ORIGINS", "florist.example", "is not an origin"),
 ])
 def test_wrong_value_stops_start_up_with_one_line(tmp_path, name, value, says):

@@ -8,6 +8,7 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from conftest import VALID, WEBHOOK_SECRET
 from standardwebhooks import Webhook
 
@@ -39,10 +40,20 @@ def worker_pids(master_pid):
     return pids
 
 
-def test_sigkill_of_web_workers_under_load_loses_nothing_and_repeats_at_most_one_per_kill(
-        live_server_factory, smtp_server, http_receiver):
+def is_delivery_process(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().rstrip(b"\0").endswith(b"\0deliver")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("delivery", ["thread", "process"])
+def test_sigkill_under_load_loses_nothing_and_repeats_at_most_one_per_kill(
+        live_server_factory, smtp_server, http_receiver, delivery):
+    """With delivery threads in the web workers, the web workers are killed; with a delivery process, the web
+    workers and the delivery process in turn."""
     server = live_server_factory(
-        workers=2, WEBHOOKS=f"{http_receiver.url}/hook", WEBHOOK_SECRET=WEBHOOK_SECRET, WEBHOOK_ALLOW_PRIVATE="true",
+        workers=2, DELIVERY=delivery, WEBHOOKS=f"{http_receiver.url}/hook", WEBHOOK_SECRET=WEBHOOK_SECRET, WEBHOOK_ALLOW_PRIVATE="true",
         NOTIFY=f"json://127.0.0.1:{http_receiver.port}/notify", LEASE_SECONDS=12, SMTP_TIMEOUT=1,
         SMTP_DATA_TIMEOUT=2, WEBHOOK_TIMEOUT=2, NOTIFY_TIMEOUT=1.5, POLL_SECONDS=0.2)
     acknowledged = {}
@@ -55,9 +66,16 @@ def test_sigkill_of_web_workers_under_load_loses_nothing_and_repeats_at_most_one
             if submission_id is not None:
                 acknowledged[index] = submission_id
             if len(kills) < len(KILL_AT) and len(acknowledged) >= KILL_AT[len(kills)]:
-                victims = worker_pids(server.process.pid)
+                victims = sorted(worker_pids(server.process.pid), key=lambda pid: is_delivery_process(pid))
+                deadline = time.monotonic() + 15
+                while delivery == "process" and len(kills) % 2:
+                    # The master restarts a killed delivery process within a few seconds: wait for it.
+                    victims = [pid for pid in worker_pids(server.process.pid) if is_delivery_process(pid)]
+                    if victims or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
                 if victims:
-                    os.kill(victims[len(kills) % len(victims)], signal.SIGKILL)
+                    os.kill(victims[0], signal.SIGKILL)
                     kills.append(time.monotonic())
 
     with ThreadPoolExecutor(max_workers=8) as pool:

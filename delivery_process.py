@@ -1,0 +1,94 @@
+"""Delivery in its own process, beside the web process: started and watched by gunicorn's master, woken by
+the web process through a datagram, so the web process's event loop never builds or sends a message."""
+import hashlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+log = logging.getLogger("postbox.delivery")
+RESTART_PAUSE_SECONDS = 1
+
+
+def wake_address(database):
+    """The abstract Unix socket (Linux) the delivery process listens on, one per database."""
+    digest = hashlib.sha256(os.path.abspath(database).encode()).hexdigest()[:24]
+    return f"\0postbox-wake-{digest}"
+
+
+_sender = threading.local()
+
+
+def wake(database):
+    """Nudge the delivery process: a message is waiting. Never blocks; a missed nudge costs one poll interval."""
+    sender = getattr(_sender, "socket", None)
+    if sender is None:
+        sender = _sender.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sender.setblocking(False)
+    try:
+        sender.sendto(b"!", wake_address(database))
+    except OSError:
+        pass  # no delivery process listening (yet), or its queue is full: it polls anyway
+
+
+def listen_for_wakes(database, worker):
+    """In the delivery process: wake the worker at every nudge, in a daemon thread."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        listener.bind(wake_address(database))
+    except OSError:
+        listener.close()
+        return  # another delivery process for this database listens already: this one polls
+    def serve():
+        while True:
+            listener.recv(16)
+            worker.wake()
+    threading.Thread(target=serve, name="postbox-wake", daemon=True).start()
+
+
+class DeliveryProcess:
+    """`flask --app app deliver`, started by gunicorn's master, restarted if it dies, stopped with the master."""
+
+    def __init__(self, graceful_seconds):
+        self.graceful_seconds = graceful_seconds
+        self.process = None
+        self.stopping = False
+        self.master_pid = os.getpid()
+        self.watcher = threading.Thread(target=self.watch, name="postbox-delivery-watch", daemon=True)
+
+    def start(self):
+        self.process = self.spawn()
+        self.watcher.start()
+        return self
+
+    def spawn(self):
+        process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "deliver"])
+        log.info("delivery process %s started beside the web process", process.pid)
+        return process
+
+    def watch(self):
+        while not self.stopping:
+            if os.getpid() != self.master_pid:
+                return  # a forked web worker inherited this watcher (a greenlet under gevent): only the master watches
+            if self.process.poll() is not None and not self.stopping:
+                log.error("delivery process %s exited with %s; starting another", self.process.pid,
+                          self.process.returncode)
+                time.sleep(RESTART_PAUSE_SECONDS)
+                if not self.stopping:
+                    self.process = self.spawn()
+            time.sleep(0.5)
+
+    def stop(self):
+        """SIGTERM: the process finishes the message in flight and gives the rest of its claim back."""
+        self.stopping = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(self.graceful_seconds)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
