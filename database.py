@@ -14,6 +14,7 @@ from sqlite_utils.migrations import Migrations
 
 BUSY_TIMEOUT_SECONDS = 30
 # The steps in which a write waits for another process's lock: SQLite's busy handler's, roughly.
+OPEN_WAIT_SECONDS = 5
 LOCK_POLL_SECONDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 STATUSES = ("new", "in_progress", "answered", "spam")
 CORE_FIELDS = ("name", "email", "phone", "subject", "message")
@@ -250,10 +251,24 @@ def open_db(path, synchronous="FULL", uri=False):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     conn = sqlite3.connect(path, timeout=0, check_same_thread=False, uri=uri)  # see _begin_immediate
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    _set_wal_mode(conn)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     return Database(conn, execute_plugins=False)
+
+
+def _set_wal_mode(conn, seconds=OPEN_WAIT_SECONDS):
+    """Ask for WAL mode, waiting in Python (as _begin_immediate does) while another process holds a lock:
+    a connection has no busy timeout, and a writer in the delivery process is the normal case."""
+    deadline = time.monotonic() + seconds
+    for attempt in itertools.count():
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            time.sleep(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)])
 
 
 _thread_connections = threading.local()

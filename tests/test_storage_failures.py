@@ -152,7 +152,9 @@ def test_a_read_only_database_file_gets_503_and_recovers(live_server_factory):
     directory.chmod(0o777)
     db_path = directory / "postbox.sqlite3"
     try:
-        server = live_server_factory(DATABASE=db_path, STORE_TIMEOUT=STORE_TIMEOUT, command_prefix=AS_NOBODY)
+        # Delivery as a thread of the web process: the test is about that one process's connections.
+        server = live_server_factory(DATABASE=db_path, STORE_TIMEOUT=STORE_TIMEOUT, command_prefix=AS_NOBODY,
+                                     DELIVERY="thread")
         # The delivery worker's connection is open first, as in a server that has run a while: SQLite shares
         # one -shm mapping per process, and a first connection opened read-only would make it read-only for all.
         wait_for_log(server, "delivery worker")
