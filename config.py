@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import apprise
+import phonenumbers
 from babel import Locale
 from email_validator import EmailNotValidError, validate_email
 from standardwebhooks import Webhook
 
+import business_hours
 import redaction
 
 LANGUAGES = ("en", "ru", "it", "hy", "hi")
@@ -69,6 +71,13 @@ DEFAULTS = {
     "SPAM_MAX_LINKS": 3,
     "SPAM_DUPLICATE_MINUTES": 10,
     "SESSION_HOURS": 8,
+    "BUSINESS_HOURS": "Mon-Fri 09:00-18:00",  # in TIMEZONE; empty: every hour counts
+    "AUTOREPLY": False,  # the default form answers each visitor once a day (forms file: autoreply = true)
+    "REMIND_AFTER": 2,  # working hours a lead may stay new before the owner is reminded; 0: never
+    "REMIND_MAX": 3,  # reminders per lead at most, one every REMIND_AFTER working hours
+    "CALLBACK_REMIND_MINUTES": 15,  # remind the owner this long before a callback's slot begins; 0: never
+    "DIGEST_HOUR": "",  # a local hour (0-23) for the daily digest; empty: no digest
+    "PHONE_REGION": "",  # the region a callback's number without +country is read in (IT, RU, AM, IN…)
 }
 
 
@@ -94,6 +103,9 @@ class FormSettings:
     webhook_secret: str = field(default="", repr=False)
     notify: tuple = field(default=(), repr=False)  # Apprise URLs carry tokens: kept out of reprs and logs
     extra: dict = field(default_factory=dict, compare=False)
+    autoreply: bool = False
+    autoreply_subject: str = ""  # empty: the default in the visitor's language
+    autoreply_text: str = ""
 
 
 def load(app, test_config=None):
@@ -110,6 +122,7 @@ def load(app, test_config=None):
     _check_numbers(config)
     _check_mail(config)
     _check_misc(config)
+    _check_follow_up(config)
     config["FORM_DEFINITIONS"] = _load_forms(config)
 
 
@@ -166,7 +179,7 @@ def _check_numbers(config):
         _number(config, name, kind=float)
     if config["RETRY_MAX_SECONDS"] < config["RETRY_FIRST_SECONDS"]:
         raise ConfigError("RETRY_MAX_SECONDS", "must not be smaller than POSTBOX_RETRY_FIRST_SECONDS")
-    for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE"):
+    for name in ("DELIVERY_THREAD", "CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE", "AUTOREPLY"):
         _flag(config, name)
 
 
@@ -235,6 +248,25 @@ def _check_misc(config):
     if public_url and (urlsplit(public_url).scheme not in ("http", "https") or not urlsplit(public_url).hostname):
         raise ConfigError("PUBLIC_URL", f"must be an address such as https://postbox.example.com, got {public_url!r}")
     config["PUBLIC_URL"] = public_url
+
+
+def _check_follow_up(config):
+    for name in ("REMIND_AFTER", "CALLBACK_REMIND_MINUTES"):
+        _number(config, name, kind=float)
+    _number(config, "REMIND_MAX")
+    try:
+        config["SCHEDULE"] = business_hours.parse(str(config["BUSINESS_HOURS"] or ""),
+                                                  zoneinfo.ZoneInfo(str(config["TIMEZONE"])))
+    except ValueError as error:
+        raise ConfigError("BUSINESS_HOURS", str(error)) from None
+    if config["DIGEST_HOUR"] not in (None, ""):
+        _number(config, "DIGEST_HOUR", maximum=23)
+    else:
+        config["DIGEST_HOUR"] = None
+    region = str(config["PHONE_REGION"] or "").upper()
+    if region and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError("PHONE_REGION", f"{region!r} is not a region code such as IT, RU, AM or IN")
+    config["PHONE_REGION"] = region
 
 
 def url_list(value):
@@ -326,6 +358,7 @@ def _load_forms(config):
                               config["WEBHOOK_ALLOW_PRIVATE"]),
         webhook_secret=str(config["WEBHOOK_SECRET"] or ""),
         notify=notify_list("NOTIFY", config["NOTIFY"]),
+        autoreply=config["AUTOREPLY"],
     )
     forms = {"contactus": default}
     if config["FORMS"]:
@@ -334,7 +367,8 @@ def _load_forms(config):
 
 
 FORM_KEYS = {"title": str, "owners": (list, str), "allowed_origins": (list, str), "language": str,
-             "redirect": str, "fields": list, "webhooks": (list, str), "webhook_secret": str, "notify": (list, str)}
+             "redirect": str, "fields": list, "webhooks": (list, str), "webhook_secret": str, "notify": (list, str),
+             "autoreply": bool, "autoreply_subject": str, "autoreply_text": str}
 
 
 def _read_forms_file(path, default, allow_private):
@@ -390,4 +424,8 @@ def _form_from_table(key, table, default, where, allow_private):
                               table.get("webhook_secret", default.webhook_secret), allow_private),
         webhook_secret=table.get("webhook_secret", default.webhook_secret),
         notify=notify_list(where, table.get("notify", default.notify)),
+        # The owner's words, never the visitor's: one line for the subject, as a header must be.
+        autoreply=table.get("autoreply", default.autoreply),
+        autoreply_subject=" ".join(table.get("autoreply_subject", "").split())[:200],
+        autoreply_text=table.get("autoreply_text", "").strip(),
     )

@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 from flask_babel import refresh
 
 import database
+import followup
 import outbox
 import spam
 from config import LANGUAGES
@@ -192,7 +193,9 @@ def store(form, submission):
         page=page_url(), ip=request.remote_addr or "", user_agent=request.user_agent.string[:300],
         language=g.language, status="spam" if reason else "new", spam_reason=reason,
     )
-    notifications = () if reason else outbox.notifications_for(current_app.config, form)
+    notifications = [] if reason else [
+        *outbox.notifications_for(current_app.config, form),
+        *followup.autoreply_notifications(current_app.config, form, submission.fields["email"])]
     submission_id = current_app.extensions["postbox.writer"].save(record, notifications)
     if reason:
         current_app.logger.info("submission %s to form %s kept as spam: %s", submission_id, form.key, reason)

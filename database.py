@@ -163,6 +163,33 @@ def m007_channels(db):
         " PRIMARY KEY (channel, target)) WITHOUT ROWID")
 
 
+@migrations()
+def m008_follow_up(db):
+    # When a lead first left "new" (a status change, a note or a reply): the clock of time to first answer,
+    # and what stops its reminders; reminders_sent counts the reminder steps already taken.
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN first_answer_at TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN reminders_sent INTEGER NOT NULL DEFAULT 0")
+    db.conn.execute("UPDATE submissions SET first_answer_at = status_at WHERE status != 'new' AND status_at != ''")
+    # A callback request: the day and slot the visitor chose, and when that slot begins (UTC), for ordering.
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_day TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_slot TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_at TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_reminded INTEGER NOT NULL DEFAULT 0")
+    db["submissions"].create_index(["callback_at"])
+    # The owner's replies, kept as history; the outbox row of a reply points here for its text.
+    db["replies"].create(
+        {"id": int, "submission_id": int, "author": str, "body": str, "created_at": str, "message_id": str},
+        pk="id", not_null={"submission_id", "body", "created_at"},
+        foreign_keys=[("submission_id", "submissions", "id")],
+    )
+    db["replies"].create_index(["submission_id"])
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN reply_id INTEGER REFERENCES replies(id)")
+    # At most one autoreply per address per day is checked against this.
+    db["outbox"].create_index(["kind", "target", "created_at"])
+    # When the last daily digest went, so a restart in the digest hour does not send a second one.
+    db.conn.execute("CREATE TABLE follow_up_state (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+
+
 def open_db(path, synchronous="FULL"):
     """Open the database file with the settings that make an acknowledged write durable.
 

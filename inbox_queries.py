@@ -1,6 +1,7 @@
 """The owner's inbox in SQL: users, search, the list, counts, handling, deletion and export rows."""
 from datetime import datetime, timedelta
 
+import replies
 from database import STATUSES, utc_now_iso, write_transaction
 from submissions import decode_submission
 
@@ -169,18 +170,25 @@ def set_status(db, submission_ids, status, by):
     """Change the status of the given submissions, recording who did it and when; return how many changed."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    at = utc_now_iso()
     with write_transaction(db):
         cursor = db.conn.executemany(
             "UPDATE submissions SET status = ?, status_by = ?, status_at = ? WHERE id = ?",
-            [(status, by, utc_now_iso(), submission_id) for submission_id in submission_ids],
+            [(status, by, at, submission_id) for submission_id in submission_ids],
         )
-    return cursor.rowcount
+        changed = cursor.rowcount
+        if status != "new":
+            replies.mark_first_answer(db, submission_ids, at)
+    return changed
 
 
 def set_note(db, submission_id, note):
+    """Save the owner's note; a note counts as acting on the lead (its reminders stop)."""
     with write_transaction(db):
-        cursor = db.conn.execute("UPDATE submissions SET note = ? WHERE id = ?", [note, submission_id])
-    return cursor.rowcount
+        changed = db.conn.execute("UPDATE submissions SET note = ? WHERE id = ?", [note, submission_id]).rowcount
+        if note:
+            replies.mark_first_answer(db, [submission_id], utc_now_iso())
+    return changed
 
 
 def _delete_ids(db, submission_ids):
@@ -188,6 +196,7 @@ def _delete_ids(db, submission_ids):
     db.conn.execute(f"DELETE FROM delivery_log WHERE outbox_id IN"
                     f" (SELECT id FROM outbox WHERE submission_id IN ({marks}))", submission_ids)
     db.conn.execute(f"DELETE FROM outbox WHERE submission_id IN ({marks})", submission_ids)
+    db.conn.execute(f"DELETE FROM replies WHERE submission_id IN ({marks})", submission_ids)
     return db.conn.execute(f"DELETE FROM submissions WHERE id IN ({marks})", submission_ids).rowcount
 
 

@@ -1,0 +1,101 @@
+"""Follow-up: the autoresponder's notification, reminders about unanswered leads and due callbacks.
+
+The delivery worker calls schedule_due() about once a minute with its clock; everything here is decided from
+that `now` (epoch seconds), never from the wall clock, so tests move time instead of waiting for it.
+"""
+import logging
+from datetime import datetime, timedelta, timezone
+
+import business_hours
+import outbox
+from database import write_transaction
+
+log = logging.getLogger("postbox.followup")
+EVERY_SECONDS = 60
+# A lead older than this is history, not a lead to remind about (an import, a restored backup).
+REMIND_WITHIN_DAYS = 30
+REMINDER_CHANNELS = ("email", "notify")
+
+
+def autoreply_notifications(config, form, address):
+    """The autoresponder's outbox row for a new lead, or none: off for the form, no address, or our own."""
+    address = (address or "").strip().lower()
+    own = {config["MAIL_FROM"].lower(), *(owner.lower() for owner in form.owners)}
+    if not form.autoreply or not address or address in own:
+        return []
+    message_id = outbox.CHANNELS["email"](config).new_message_id()
+    return [{"kind": "autoreply", "channel": "email", "target": address, "message_id": message_id}]
+
+
+def reminder_due_at(schedule, received_at, remind_after, step):
+    """When reminder number `step` (1, 2, …) of a lead received at `received_at` is due (UTC datetime)."""
+    return business_hours.add(schedule, received_at, remind_after * step)
+
+
+def steps_passed(schedule, received_at, remind_after, limit, now):
+    """How many reminder steps have come due by `now`, at most `limit`."""
+    step = 0
+    while step < limit and reminder_due_at(schedule, received_at, remind_after, step + 1) <= now:
+        step += 1
+    return step
+
+
+def schedule_due(app, db, now):
+    """Queue every reminder that has come due by `now` (epoch seconds); return how many were queued."""
+    config = app.config
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    queued = 0
+    if config["REMIND_AFTER"] and config["REMIND_MAX"] and any(config["SCHEDULE"].days):
+        queued += _remind_unanswered(config, db, moment, now)
+    if config["CALLBACK_REMIND_MINUTES"]:
+        queued += _remind_callbacks(config, db, moment, now)
+    if queued:
+        outbox.wake_worker(app)
+    return queued
+
+
+def _form_of(config, key):
+    forms = config["FORM_DEFINITIONS"]
+    return forms.get(key) or forms["contactus"]
+
+
+def _remind_unanswered(config, db, moment, now):
+    """One reminder per step for each lead still new: a worker that was down sends one, not the missed ones."""
+    since = (moment - timedelta(days=REMIND_WITHIN_DAYS)).isoformat(timespec="microseconds")
+    queued = 0
+    with write_transaction(db):
+        leads = db.conn.execute(
+            "SELECT id, form, received_at, reminders_sent FROM submissions WHERE status = 'new'"
+            " AND first_answer_at IS NULL AND reminders_sent < ? AND received_at >= ?",
+            [config["REMIND_MAX"], since]).fetchall()
+        for lead in leads:
+            received = datetime.fromisoformat(lead["received_at"])
+            step = steps_passed(config["SCHEDULE"], received, config["REMIND_AFTER"], config["REMIND_MAX"], moment)
+            if step <= lead["reminders_sent"]:
+                continue
+            notifications = outbox.notifications_for(config, _form_of(config, lead["form"]), kind="reminder",
+                                                     channels=REMINDER_CHANNELS)
+            outbox.queue(db, lead["id"], notifications, now)
+            db.conn.execute("UPDATE submissions SET reminders_sent = ? WHERE id = ?", [step, lead["id"]])
+            log.info("submission %s still new after %g working hours: reminder %d queued", lead["id"],
+                     config["REMIND_AFTER"] * step, step)
+            queued += 1
+    return queued
+
+
+def _remind_callbacks(config, db, moment, now):
+    """Remind once about each callback whose slot begins within CALLBACK_REMIND_MINUTES and is not done."""
+    until = (moment + timedelta(minutes=config["CALLBACK_REMIND_MINUTES"])).isoformat(timespec="microseconds")
+    since = (moment - timedelta(hours=1)).isoformat(timespec="microseconds")
+    queued = 0
+    with write_transaction(db):
+        callbacks = db.conn.execute(
+            "SELECT id, form FROM submissions WHERE callback_at <= ? AND callback_at >= ? AND callback_reminded = 0"
+            " AND status IN ('new', 'in_progress')", [until, since]).fetchall()
+        for callback in callbacks:
+            notifications = outbox.notifications_for(config, _form_of(config, callback["form"]), kind="reminder",
+                                                     channels=REMINDER_CHANNELS)
+            outbox.queue(db, callback["id"], notifications, now)
+            db.conn.execute("UPDATE submissions SET callback_reminded = 1 WHERE id = ?", [callback["id"]])
+            queued += 1
+    return queued
