@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_PART = re.compile(r"^\s*([A-Za-z]{3})(?:\s*-\s*([A-Za-z]{3}))?\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_PART = re.compile(r"^\s*([A-Za-z]{3})(?:\s*-\s*([A-Za-z]{3}))?\s+(.+?)\s*$")
+_INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+# Parts are separated by ";", or by "," before a day name; a "," before a time separates intervals of one part.
+_PARTS = re.compile(r";|,(?=\s*[A-Za-z])")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ def parse(text, zone):
     Raises ValueError with a sentence naming the part that could not be read.
     """
     days = [[] for _ in DAY_NAMES]
-    parts = [part for part in re.split(r"[;,]", text or "") if part.strip()]
+    parts = [part for part in _PARTS.split(text or "") if part.strip()]
     if not parts:
         return Schedule(days=tuple(((time(), time.max),) for _ in DAY_NAMES), zone=zone, text="")
     for part in parts:
@@ -47,19 +50,28 @@ def parse(text, zone):
         first, last = (name.lower() if name else None for name in match.group(1, 2))
         if first not in DAY_NAMES or (last and last not in DAY_NAMES):
             raise ValueError(f"{part.strip()!r}: days are Mon, Tue, Wed, Thu, Fri, Sat, Sun")
-        start_hour, start_minute, end_hour, end_minute = (int(value) for value in match.group(3, 4, 5, 6))
-        if start_hour > 23 or end_hour > 24 or start_minute > 59 or end_minute > 59 or (end_hour == 24 and end_minute):
-            raise ValueError(f"{part.strip()!r}: hours are 00:00 to 24:00")
-        start = time(start_hour, start_minute)
-        end = time.max if end_hour == 24 else time(end_hour, end_minute)
-        if end <= start:
-            raise ValueError(f"{part.strip()!r}: the end must be after the start")
+        intervals = [_interval(part, interval) for interval in match.group(3).split(",")]
         first_index = DAY_NAMES.index(first)
         last_index = DAY_NAMES.index(last) if last else first_index
         for index in range(first_index, last_index + 1) if last_index >= first_index else \
                 [*range(first_index, 7), *range(0, last_index + 1)]:
-            days[index].append((start, end))
+            days[index] += intervals
     return Schedule(days=tuple(tuple(sorted(day)) for day in days), zone=zone, text=" ".join((text or "").split()))
+
+
+def _interval(part, text):
+    """Read "09:00-18:00" into (start, end) local times; 24:00 is the end of the day."""
+    match = _INTERVAL.match(text)
+    if not match:
+        raise ValueError(f"{part.strip()!r} is not like 'Mon-Fri 09:00-18:00'")
+    start_hour, start_minute, end_hour, end_minute = (int(value) for value in match.groups())
+    if start_hour > 23 or end_hour > 24 or start_minute > 59 or end_minute > 59 or (end_hour == 24 and end_minute):
+        raise ValueError(f"{part.strip()!r}: hours are 00:00 to 24:00")
+    start = time(start_hour, start_minute)
+    end = time.max if end_hour == 24 else time(end_hour, end_minute)
+    if end <= start:
+        raise ValueError(f"{part.strip()!r}: the end must be after the start")
+    return start, end
 
 
 def _intervals_from(schedule, moment):
