@@ -15,6 +15,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, 
                    stream_with_context, url_for)
 from flask.cli import with_appcontext
 from flask.sessions import SecureCookieSessionInterface
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -22,8 +23,10 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 import database
+import followup
 import inbox_queries
 import outbox
+import replies
 from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -284,7 +287,29 @@ def detail(submission_id):
     return render_template(
         "admin/detail.html", s=submission, messages=outbox.notifications_of(database.get_db(), submission_id),
         reply=reply_link(submission), page_link=page, statuses=database.STATUSES, labels=STATUS_LABELS,
+        replies=replies.replies_of(database.get_db(), submission_id), visitor=visitor_address(submission),
     )
+
+
+def visitor_address(submission):
+    return submission.get("reply_to") or submission.get("email") or ""
+
+
+@bp.post("/s/<int:submission_id>/reply")
+def send_reply(submission_id):
+    """Answer the visitor from the inbox: the reply goes through the outbox and the lead turns answered."""
+    submission = load_submission(submission_id)
+    body = request.form.get("body", "").replace("\r\n", "\n").strip()[:20000]
+    address = visitor_address(submission)
+    if not body or not address:
+        flash(_("Write the reply first.") if address else _("This visitor left no address to answer."), "error")
+        return redirect(url_for("admin.detail", submission_id=submission_id))
+    message_id = outbox.CHANNELS["email"](current_app.config).new_message_id()
+    notification = {"kind": "reply", "channel": "email", "target": address, "message_id": message_id}
+    replies.save_reply(database.get_db(), submission_id, g.user, body, notification, time.time())
+    outbox.wake_worker(current_app)
+    flash(_("Your reply is on its way to %(address)s.", address=address), "info")
+    return redirect(url_for("admin.detail", submission_id=submission_id))
 
 
 @bp.post("/s/<int:submission_id>/status")
