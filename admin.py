@@ -22,8 +22,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
+import answer_times
 import database
-import followup
 import inbox_queries
 import outbox
 import replies
@@ -42,7 +42,7 @@ CHART_HEIGHT = 120
 CSV_FLUSH_ROWS = 200
 # The export's columns: storage's order, extra fields after the message, the delivery state last.
 BASE_COLUMNS = EXPORT_COLUMNS[:EXPORT_COLUMNS.index("message") + 1]
-TAIL_COLUMNS = (*EXPORT_COLUMNS[len(BASE_COLUMNS):], "delivery")
+TAIL_COLUMNS = (*EXPORT_COLUMNS[len(BASE_COLUMNS):], "delivery", "first_answer_hours")
 STATUS_LABELS = {"new": "new", "in_progress": "in progress", "answered": "answered", "spam": "spam"}
 
 
@@ -217,13 +217,27 @@ def inbox():
     next_cursor = f"{rows[PAGE_SIZE - 1]['received_at']}|{rows[PAGE_SIZE - 1]['id']}" if len(rows) > PAGE_SIZE else None
     days = request.args.get("days", type=int)
     days = days if days in CHART_DAYS else CHART_DAYS[0]
+    follow_up = follow_up_panels(db) if after is None else {}
     return render_template(
-        "admin/inbox.html", rows=rows[:PAGE_SIZE], filters=filters, counts=counts, counts_capped=counts_capped,
+        "admin/inbox.html", rows=rows[:PAGE_SIZE], **follow_up, filters=filters, counts=counts, counts_capped=counts_capped,
         count_limit=SEARCH_COUNT_LIMIT, next_cursor=next_cursor,
         first_page=after is None, forms=inbox_queries.form_keys(db), query_args=query_args, days=days,
         chart=daily_chart(db, days) if after is None else None, chart_days=CHART_DAYS, statuses=database.STATUSES,
         labels=STATUS_LABELS, first_line=first_line, problems=outbox.channel_problems(db),
     )
+
+
+def follow_up_panels(db):
+    """What the first page shows above the list: overdue leads, callbacks by when they are due, answer times."""
+    config = current_app.config
+    now = datetime.now(timezone.utc)
+    target = config["REMIND_AFTER"]
+    return {
+        "overdue": answer_times.overdue(db, config["SCHEDULE"], target, now) if target else [],
+        "answer_weeks": answer_times.weekly(db, config["SCHEDULE"], target, now),
+        "answer_target": target,
+        "callbacks": inbox_queries.open_callbacks(db),
+    }
 
 
 def first_line(text, limit=120):
@@ -409,6 +423,7 @@ def export_record(submission, zone):
     record = {name: "" if submission.get(name) is None else submission[name] for name in BASE_COLUMNS + TAIL_COLUMNS}
     record["received_at"] = datetime.fromisoformat(submission["received_at"]).astimezone(zone).isoformat()
     record["delivery"] = submission.get("delivery") or ("not sent (spam)" if submission["status"] == "spam" else "")
+    record["first_answer_hours"] = answer_cell(submission["received_at"], submission.get("first_answer_at"))
     record["extra"] = submission["extra"]
     return record
 
@@ -438,6 +453,18 @@ def extra_cells(extra_json, extra_names):
     return [neutralise_formula(extra.get(name)) for name in extra_names]
 
 
+def answer_cell(received_at, first_answer_at):
+    """The export's time to first answer: working hours with two decimals, or "" while unanswered."""
+    hours = answer_times.hours_to_answer(current_app.config["SCHEDULE"], received_at, first_answer_at)
+    return "" if hours is None else f"{hours:.2f}"
+
+
+def with_answer_hours(rows):
+    """Replace each export row's first_answer_at cell (second to last) by the working hours it took."""
+    for row in rows:
+        yield (*row[:-2], answer_cell(row[3], row[-2]), row[-1])
+
+
 def csv_chunks(db, filters, zone, bom=False):
     """Yield the CSV export in chunks of rows: one row per submission, a column per field and extra field."""
     extra_names = inbox_queries.extra_field_names(db, filters)
@@ -451,7 +478,7 @@ def csv_chunks(db, filters, zone, bom=False):
     tail = base + len(extra_names)
     rows = ((row[0], row[1], row[2], shown(row[3]), *row[4:-1]) if row[-1] is None else
             (row[0], row[1], row[2], shown(row[3]), *row[4:base], *extra_cells(row[-1], extra_names), *row[tail:-1])
-            for row in inbox_queries.iter_export_rows(db, filters, extra_names))
+            for row in with_answer_hours(inbox_queries.iter_export_rows(db, filters, extra_names)))
     while chunk := list(itertools.islice(rows, CSV_FLUSH_ROWS)):
         writer.writerows(chunk)
         yield buffer.getvalue()

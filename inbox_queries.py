@@ -258,7 +258,8 @@ def _extra_value(name):
 def iter_export_rows(db, filters, extra_names):
     """Yield one tuple per matching submission, oldest first, for a spreadsheet.
 
-    The cells are EXPORT_COLUMNS with the extra fields named after "message", then the delivery state, every
+    The cells are EXPORT_COLUMNS with the extra fields named after "message", then the delivery state and
+    first_answer_at (raw: the caller turns it into working hours), every
     text cell made safe by OWASP's rule; received_at stays the stored UTC text. A last cell holds the extra
     fields' JSON when one of them has a NUL, which SQLite cannot extract; it is None otherwise.
     """
@@ -272,12 +273,21 @@ def iter_export_rows(db, filters, extra_names):
         cell_params += expression_params * 3
     cells.append(f"coalesce(nullif({DELIVERY_STATE}, ''),"
                  " CASE WHEN submissions.status = 'spam' THEN 'not sent (spam)' ELSE '' END)")
+    cells.append("submissions.first_answer_at")  # turned into working hours by the caller
     # SQLite's JSON functions cut a value at a NUL: such rows also bring their extra fields' JSON, for Python.
     cells.append("CASE WHEN instr(submissions.extra, '\\u0000') THEN submissions.extra END")
     cursor = db.conn.cursor()
     cursor.row_factory = None  # plain tuples: a million sqlite3.Row objects cost more than the query
     yield from cursor.execute(f"SELECT {', '.join(cells)} FROM submissions WHERE {where}"
                               " ORDER BY received_at, id", [*cell_params, *params])
+
+
+def open_callbacks(db, limit=50):
+    """Callback requests not yet done, by when their slot begins."""
+    return [dict(row) for row in db.conn.execute(
+        "SELECT id, name, phone, callback_day, callback_slot, callback_at, status FROM submissions"
+        " WHERE callback_at IS NOT NULL AND status IN ('new', 'in_progress') ORDER BY callback_at, id LIMIT ?",
+        [limit])]
 
 
 def iter_submissions(db, filters):
