@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin
+import callback
 import config
 import contact
 import database
@@ -63,12 +64,14 @@ def create_app(test_config=None):
     limiter = app.extensions["postbox.limiter"] = Limiter(key_func=get_remote_address, app=app, headers_enabled=True)
 
     app.register_blueprint(contact.bp)
+    app.register_blueprint(callback.bp)
     if app.config["RATE_LIMIT"]:
-        # Decorate the registered view, so the limit belongs to this app's limiter alone.
-        app.view_functions["contact.submit"] = limiter.limit(
-            app.config["RATE_LIMIT"],
-            key_func=lambda: f"{get_remote_address()}:{request.view_args.get('form_key', '')}",
-        )(app.view_functions["contact.submit"])
+        # Decorate the registered views, so the limit belongs to this app's limiter alone.
+        for endpoint in ("contact.submit", "callback.submit"):
+            app.view_functions[endpoint] = limiter.limit(
+                app.config["RATE_LIMIT"],
+                key_func=lambda: f"{get_remote_address()}:{(request.view_args or {}).get('form_key', 'callback')}",
+            )(app.view_functions[endpoint])
 
     admin.init_app(app, limiter)
     app.register_error_handler(HTTPException, http_error)

@@ -1,4 +1,5 @@
 """Read and check Postbox's settings: POSTBOX_* environment variables and the forms file."""
+import dataclasses
 import ipaddress
 import os
 import re
@@ -77,6 +78,7 @@ DEFAULTS = {
     "REMIND_MAX": 3,  # reminders per lead at most, one every REMIND_AFTER working hours
     "CALLBACK_REMIND_MINUTES": 15,  # remind the owner this long before a callback's slot begins; 0: never
     "DIGEST_HOUR": "",  # a local hour (0-23) for the daily digest; empty: no digest
+    "CALLBACK_SLOTS": "09:00-11:00, 11:00-13:00, 14:00-16:00, 16:00-18:00",  # what a callback request offers
     "PHONE_REGION": "",  # the region a callback's number without +country is read in (IT, RU, AM, IN…)
 }
 
@@ -263,6 +265,13 @@ def _check_follow_up(config):
         _number(config, "DIGEST_HOUR", maximum=23)
     else:
         config["DIGEST_HOUR"] = None
+    slots = tuple(slot.replace(" ", "") for slot in str(config["CALLBACK_SLOTS"] or "").split(",") if slot.strip())
+    for slot in slots:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", slot) or slot[6:] <= slot[:5]:
+            raise ConfigError("CALLBACK_SLOTS", f"{slot!r} is not a slot such as 09:00-11:00")
+    if not slots:
+        raise ConfigError("CALLBACK_SLOTS", "needs at least one slot such as 09:00-11:00")
+    config["CALLBACK_SLOTS"] = slots
     region = str(config["PHONE_REGION"] or "").upper()
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError("PHONE_REGION", f"{region!r} is not a region code such as IT, RU, AM or IN")
@@ -363,6 +372,9 @@ def _load_forms(config):
     forms = {"contactus": default}
     if config["FORMS"]:
         forms.update(_read_forms_file(str(config["FORMS"]), default, config["WEBHOOK_ALLOW_PRIVATE"]))
+    # The built-in callback form (/callback) goes to the default form's owners unless [forms.callback] says.
+    forms.setdefault("callback", dataclasses.replace(default, key="callback", title="", fields=("phone",),
+                                                     autoreply=False))
     return forms
 
 

@@ -12,6 +12,7 @@ from sqlite_utils.migrations import Migrations
 BUSY_TIMEOUT_SECONDS = 30
 STATUSES = ("new", "in_progress", "answered", "spam")
 CORE_FIELDS = ("name", "email", "phone", "subject", "message")
+CALLBACK_COLUMNS = ("callback_day", "callback_slot", "callback_at")
 SEARCHED_FIELDS = ("form", *CORE_FIELDS, "extra", "reply_to", "mail_subject", "page", "note", "spam_reason")
 
 migrations = Migrations("postbox")

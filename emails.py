@@ -1,14 +1,14 @@
 """What Postbox's emails say, and headers that no visitor text can break out of."""
 import hashlib
 import re
-from datetime import datetime
+from datetime import date, datetime
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
-from babel.dates import get_day_names
+from babel.dates import format_date, get_day_names
 from flask import current_app, render_template
 from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
@@ -87,6 +87,7 @@ def build_owner_message(submission, form, message_id, row=None):
             "fields": _listed_fields(submission, form),
             "received_local": received.astimezone(ZoneInfo(config["TIMEZONE"])),
             "labels": {"name": _("Name"), "email": _("Email"), "phone": _("Phone"), "subject": _("Subject")},
+            "callback": callback_line(submission),
         }
         subject = render_template("email/owner_subject.txt", **context)
         body = render_template("email/owner_body.txt", **context)
@@ -199,9 +200,9 @@ def callback_line(submission):
     if not submission.get("callback_slot"):
         return ""
     start, _sep, end = submission["callback_slot"].partition("-")
+    day = format_date(date.fromisoformat(submission["callback_day"]), format="full", locale=get_locale())
     return _("Call back %(name)s on %(day)s between %(start)s and %(end)s: %(phone)s",
-             name=submission["name"], day=submission["callback_day"], start=start, end=end,
-             phone=submission["phone"])
+             name=submission["name"], day=day, start=start, end=end, phone=submission["phone"])
 
 
 def hours_text(schedule):

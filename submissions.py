@@ -5,7 +5,7 @@ import threading
 import time
 
 import outbox
-from database import CORE_FIELDS, open_db, utc_now_iso, write_transaction
+from database import CALLBACK_COLUMNS, CORE_FIELDS, open_db, utc_now_iso, write_transaction
 
 
 def init_app(app):
@@ -34,6 +34,8 @@ def _insert_submission(db, submission, notifications):
         status=submission.get("status") or "new",
         spam_reason=submission.get("spam_reason") or "",
     )
+    # A callback request's day, slot and the moment the slot begins (the follow-up's columns).
+    row.update({name: submission[name] for name in CALLBACK_COLUMNS if submission.get(name)})
     columns = ", ".join(row)
     placeholders = ", ".join("?" for _ in row)
     cursor = db.conn.execute(f"INSERT INTO submissions ({columns}) VALUES ({placeholders})", list(row.values()))
