@@ -4,7 +4,9 @@ import time
 
 import pytest
 
+from app import create_app
 from conftest import VALID, count_rows, deliver_all
+from test_languages import t
 import database
 import followup
 import outbox
@@ -83,12 +85,40 @@ def test_an_address_is_answered_again_after_a_day(app, db):
 
 
 def test_autoreply_is_off_unless_the_form_asks(config, tmp_path, smtp_server):
-    from app import create_app
     config["AUTOREPLY"] = False
     app = create_app(config)
     app.test_client().post("/contactus", data=VALID)
     db = database.open_db(config["DATABASE"])
     try:
         assert count_rows(db, "outbox", "kind = 'autoreply'") == 0
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "ru", "it", "hy", "hi"])
+def test_the_autoreply_is_in_the_visitors_language(client, app, db, smtp_server, lang):
+    client.post("/contactus", data={**VALID, "_language": lang})
+    deliver_all(app, db)
+    [autoreply] = messages_to(smtp_server, "anna@example.com")
+    assert autoreply["message"]["Subject"] == t(lang, "We have received your message")
+    assert t(lang, "This is an automatic message: there is no need to answer it.") in autoreply["message"].get_content()
+
+
+def test_the_owner_writes_the_autoreply_in_the_forms_file(config, tmp_path, smtp_server):
+    forms = tmp_path / "forms.toml"
+    forms.write_text('[forms.notary]\nowners = ["studio@notary.example"]\nautoreply = true\n'
+                     'autoreply_subject = "Studio Notarile Bianchi: richiesta ricevuta"\n'
+                     'autoreply_text = "Gentile cliente,\\nla richiamiamo entro un giorno lavorativo."\n',
+                     encoding="utf-8")
+    app = create_app({**config, "FORMS": str(forms), "AUTOREPLY": False})
+    db = database.open_db(config["DATABASE"])
+    try:
+        app.test_client().post("/f/notary", data={**VALID, "_replyto": "other@example.com"})
+        app.test_client().post("/contactus", data={**VALID, "email": "second@example.com"})
+        deliver_all(app, db)
+        [autoreply] = messages_to(smtp_server, "anna@example.com")
+        assert autoreply["message"]["Subject"] == "Studio Notarile Bianchi: richiesta ricevuta"
+        assert "la richiamiamo entro un giorno lavorativo." in autoreply["message"].get_content()
+        assert messages_to(smtp_server, "other@example.com") == messages_to(smtp_server, "second@example.com") == []
     finally:
         db.close()
