@@ -187,8 +187,15 @@ def m008_follow_up(db):
     db.conn.execute("ALTER TABLE outbox ADD COLUMN reply_id INTEGER REFERENCES replies(id)")
     # At most one autoreply per address per day is checked against this.
     db["outbox"].create_index(["kind", "target", "created_at"])
-    # When the last daily digest went, so a restart in the digest hour does not send a second one.
-    db.conn.execute("CREATE TABLE follow_up_state (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    # One row per daily digest (its local day is unique: a restart in the digest hour sends no second one),
+    # with the figures it reports; its outbox rows point here.
+    db["digests"].create(
+        {"id": int, "day": str, "created_at": str, "new_leads": int, "unanswered": int, "oldest_id": int,
+         "oldest_name": str, "oldest_received_at": str},
+        pk="id", not_null={"day", "created_at"},
+    )
+    db["digests"].create_index(["day"], unique=True)
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN digest_id INTEGER REFERENCES digests(id)")
 
 
 def open_db(path, synchronous="FULL"):

@@ -69,7 +69,7 @@ def new_message_id(mail_from):
 def build_message(row, submission, form):
     """Build the email of one outbox row: what it says depends on the row's kind."""
     builders = {"lead": build_owner_message, "autoreply": build_autoreply, "reminder": build_reminder,
-                "reply": build_reply}
+                "reply": build_reply, "digest": build_digest}
     if row["kind"] not in builders:
         raise ValueError(f"no email is made for the kind {row['kind']!r}")
     return builders[row["kind"]](submission, form, row["message_id"], row)
@@ -182,6 +182,34 @@ def build_reminder(submission, form, message_id, row):
     return message
 
 
+def build_digest(submission, form, message_id, row):
+    """The daily digest to the owners: how many leads came, how many wait, and the one waiting longest."""
+    config = current_app.config
+    with force_locale(LOCALES.get(form.language, LOCALES["en"])):
+        subject, body = digest_text(row["digest"], config["PUBLIC_URL"])
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message.set_raw("Subject", encoded_text("Subject", subject))
+    message.set_raw("From", mailbox("From", "Postbox", config["MAIL_FROM"]))
+    message.set_raw("To", address_list("To", form.owners))
+    message.set_raw("Date", format_datetime(datetime.now().astimezone()))
+    message.set_raw("Message-ID", message_id)
+    message.set_raw("Auto-Submitted", "auto-generated")
+    message.set_content(body)
+    return message
+
+
+def digest_text(digest, public_url):
+    """The digest's title and text in the current locale, for email and messengers alike."""
+    oldest_local = ""
+    if digest["oldest_received_at"]:
+        received = datetime.fromisoformat(digest["oldest_received_at"])
+        oldest_local = received.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).strftime("%Y-%m-%d %H:%M")
+    title = _("Postbox digest for %(day)s", day=digest["day"])
+    text = render_template("notify/digest.txt", digest=digest, oldest_local=oldest_local,
+                           link=inbox_link(public_url, digest["oldest_id"]) if digest["oldest_id"] else public_url)
+    return title, text
+
+
 def reminder_text(submission, form, public_url):
     """A reminder's title and text, in the current locale: for email and messengers alike."""
     name = submission["name"] or submission.get("email") or "?"
@@ -239,12 +267,14 @@ def inbox_link(public_url, submission_id):
     return f"{public_url}/admin/s/{submission_id}" if public_url else ""
 
 
-def lead_summary(submission, form, public_url, kind="lead"):
+def lead_summary(submission, form, public_url, kind="lead", digest=None):
     """A messenger's title and short text for a new lead (or a reminder): who, the first line, the inbox link."""
     language = form.language or submission.get("language")
     with force_locale(LOCALES.get(language, LOCALES["en"])):
         if kind == "reminder":
             return reminder_text(submission, form, public_url)
+        if kind == "digest":
+            return digest_text(digest, public_url)
         title = form.title or _("Contact us")
         text = render_template("notify/lead.txt", submission=submission, link=inbox_link(public_url, submission["id"]),
                                first_line=first_line(submission["message"]), callback=callback_line(submission))

@@ -49,6 +49,8 @@ def schedule_due(app, db, now):
         queued += _remind_unanswered(config, db, moment, now)
     if config["CALLBACK_REMIND_MINUTES"]:
         queued += _remind_callbacks(config, db, moment, now)
+    if config["DIGEST_HOUR"] is not None:
+        queued += _send_digest(config, db, moment, now)
     if queued:
         outbox.wake_worker(app)
     return queued
@@ -99,3 +101,46 @@ def _remind_callbacks(config, db, moment, now):
             db.conn.execute("UPDATE submissions SET callback_reminded = 1 WHERE id = ?", [callback["id"]])
             queued += 1
     return queued
+
+
+def _send_digest(config, db, moment, now):
+    """Queue today's digest once the local digest hour has come: new leads, unanswered ones, the oldest.
+
+    A day with nothing new and nothing waiting sends none. The digest hangs on a submission in the outbox
+    (the oldest unanswered, else the newest), and goes to the default form's owners and messengers.
+    """
+    local = moment.astimezone(config["SCHEDULE"].zone)
+    if local.hour < config["DIGEST_HOUR"]:
+        return 0
+    day_before = (moment - timedelta(days=1)).isoformat(timespec="microseconds")
+    with write_transaction(db):
+        if db.conn.execute("SELECT 1 FROM digests WHERE day = ?", [local.date().isoformat()]).fetchone():
+            return 0
+        new_leads = db.conn.execute("SELECT COUNT(*) FROM submissions WHERE status != 'spam' AND received_at >= ?",
+                                    [day_before]).fetchone()[0]
+        waiting = "FROM submissions WHERE status = 'new' AND first_answer_at IS NULL"
+        unanswered = db.conn.execute(f"SELECT COUNT(*) {waiting}").fetchone()[0]
+        oldest = db.conn.execute(f"SELECT id, name, email, received_at {waiting} ORDER BY received_at, id"
+                                 " LIMIT 1").fetchone()
+        newest = db.conn.execute("SELECT id FROM submissions WHERE status != 'spam' AND received_at >= ?"
+                                 " ORDER BY received_at DESC, id DESC LIMIT 1", [day_before]).fetchone()
+        anchor = oldest or newest
+        if anchor is None:
+            return 0
+        digest_id = db.conn.execute(
+            "INSERT INTO digests (day, created_at, new_leads, unanswered, oldest_id, oldest_name, oldest_received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [local.date().isoformat(), moment.isoformat(timespec="microseconds"), new_leads, unanswered,
+             oldest["id"] if oldest else None, (oldest["name"] or oldest["email"]) if oldest else None,
+             oldest["received_at"] if oldest else None]).lastrowid
+        notifications = outbox.notifications_for(config, config["FORM_DEFINITIONS"]["contactus"], kind="digest",
+                                                 channels=REMINDER_CHANNELS)
+        outbox.queue(db, anchor["id"], [{**notification, "digest_id": digest_id} for notification in notifications],
+                     now)
+    log.info("daily digest for %s queued: %d new, %d unanswered", local.date(), new_leads, unanswered)
+    return 1
+
+
+def get_digest(db, digest_id):
+    row = db.conn.execute("SELECT * FROM digests WHERE id = ?", [digest_id]).fetchone()
+    return dict(row) if row else None

@@ -77,10 +77,11 @@ def queue(db, submission_id, notifications, now):
                               " AND off_at IS NOT NULL", [notification["channel"], notification["target"]]).fetchone()
         db.conn.execute(
             "INSERT INTO outbox (submission_id, kind, channel, target, message_id, state, created_at, next_attempt_at,"
-            " last_error, reply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " last_error, reply_id, digest_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [submission_id, notification["kind"], notification["channel"], notification["target"],
              notification["message_id"], "off" if off else "pending", now, now,
-             "this target was turned off" if off else None, notification.get("reply_id")])
+             "this target was turned off" if off else None, notification.get("reply_id"),
+             notification.get("digest_id")])
 
 
 def _autoreplied_recently(db, address, now):
@@ -297,6 +298,8 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
                     raise Permanent("the submission was deleted")
                 if row.get("reply_id"):
                     row["owner_reply"] = replies.get_reply(db, row["reply_id"])
+                if row.get("digest_id"):
+                    row["digest"] = followup.get_digest(db, row["digest_id"])
                 if row["channel"] not in sessions:
                     sessions[row["channel"]] = stack.enter_context(channel.session())
                 answer = channel.send(sessions[row["channel"]], row, submission, _form_of(config, submission))
