@@ -62,27 +62,38 @@ def _form_of(config, key):
 
 
 def _remind_unanswered(config, db, moment, now):
-    """One reminder per step for each lead still new: a worker that was down sends one, not the missed ones."""
+    """One reminder per step for each lead still new: a worker that was down sends one, not the missed ones.
+
+    The working-hours arithmetic runs outside the write lock; each reminder is then queued by a conditional
+    update, so several workers (one per web process) still queue exactly one per step.
+    """
     since = (moment - timedelta(days=REMIND_WITHIN_DAYS)).isoformat(timespec="microseconds")
+    # A working hour is at least an hour: nothing received later than this can be due yet.
+    until = (moment - timedelta(hours=config["REMIND_AFTER"])).isoformat(timespec="microseconds")
+    leads = db.conn.execute(
+        "SELECT id, form, received_at, reminders_sent FROM submissions WHERE status = 'new'"
+        " AND first_answer_at IS NULL AND reminders_sent < ? AND received_at >= ? AND received_at <= ?",
+        [config["REMIND_MAX"], since, until]).fetchall()
     queued = 0
-    with write_transaction(db):
-        leads = db.conn.execute(
-            "SELECT id, form, received_at, reminders_sent FROM submissions WHERE status = 'new'"
-            " AND first_answer_at IS NULL AND reminders_sent < ? AND received_at >= ?",
-            [config["REMIND_MAX"], since]).fetchall()
-        for lead in leads:
-            received = datetime.fromisoformat(lead["received_at"])
-            step = steps_passed(config["SCHEDULE"], received, config["REMIND_AFTER"], config["REMIND_MAX"], moment)
-            if step <= lead["reminders_sent"]:
-                continue
-            notifications = outbox.notifications_for(config, _form_of(config, lead["form"]), kind="reminder",
-                                                     channels=REMINDER_CHANNELS)
-            outbox.queue(db, lead["id"], notifications, now)
-            db.conn.execute("UPDATE submissions SET reminders_sent = ? WHERE id = ?", [step, lead["id"]])
+    for lead in leads:
+        received = datetime.fromisoformat(lead["received_at"])
+        step = steps_passed(config["SCHEDULE"], received, config["REMIND_AFTER"], config["REMIND_MAX"], moment)
+        if step > lead["reminders_sent"] and _queue_reminder(config, db, lead, step, now):
             log.info("submission %s still new after %g working hours: reminder %d queued", lead["id"],
                      config["REMIND_AFTER"] * step, step)
             queued += 1
     return queued
+
+
+def _queue_reminder(config, db, lead, step, now):
+    with write_transaction(db):
+        taken = db.conn.execute(
+            "UPDATE submissions SET reminders_sent = ? WHERE id = ? AND reminders_sent < ? AND status = 'new'"
+            " AND first_answer_at IS NULL", [step, lead["id"], step]).rowcount
+        if taken:
+            outbox.queue(db, lead["id"], outbox.notifications_for(
+                config, _form_of(config, lead["form"]), kind="reminder", channels=REMINDER_CHANNELS), now)
+    return taken == 1
 
 
 def _remind_callbacks(config, db, moment, now):

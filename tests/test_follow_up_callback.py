@@ -8,6 +8,7 @@ from app import create_app
 from conftest import count_rows, deliver_all
 from inbox_fixtures import owner, inbox_user  # noqa: F401 (fixtures)
 from test_languages import page, t
+import emails
 import followup
 import inbox_queries
 import submissions
@@ -105,3 +106,13 @@ def test_a_callback_about_to_begin_and_not_done_reminds_once(app, db, smtp_serve
     [reminder] = smtp_server.messages
     assert reminder["message"]["Subject"] == "Call back Giulia Verdi now"
     assert "tel:+390612345678" in reminder["message"].get_content()
+
+
+def test_the_messenger_text_leads_with_call_back_and_a_tel_link(client, app, db):
+    request_callback(client, phone="+39 06 1234 5678")
+    submission = submissions.get_submission(db, 1)
+    with app.app_context():
+        _title, text = emails.lead_summary(submission, app.config["FORM_DEFINITIONS"]["callback"], "")
+    first, second = text.splitlines()[:2]
+    assert first.startswith("Call back Giulia Verdi on ") and "between 09:00 and 11:00" in first
+    assert second == "tel:+390612345678"

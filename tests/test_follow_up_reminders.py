@@ -102,6 +102,15 @@ def test_a_lead_on_friday_evening_is_reminded_on_monday_morning(app, db, smtp_se
     assert len(reminders(smtp_server)) == 1
 
 
+def test_two_workers_that_read_the_same_lead_queue_one_reminder(app, db):
+    lead = lead_received(db, 2026, 3, 4, 10, 0)
+    row = db.conn.execute("SELECT id, form, received_at, reminders_sent FROM submissions WHERE id = ?",
+                          [lead]).fetchone()
+    assert followup._queue_reminder(app.config, db, row, 1, at(2026, 3, 4, 12, 0))
+    assert not followup._queue_reminder(app.config, db, row, 1, at(2026, 3, 4, 12, 0))
+    assert count_rows(db, "outbox", "kind = 'reminder'") == 1
+
+
 def test_spam_is_never_reminded(app, db):
     lead_received(db, 2026, 3, 4, 10, 0, status="spam", spam_reason="honeypot")
     assert followup.schedule_due(app, db, at(2026, 3, 5, 17, 0)) == 0
