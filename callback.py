@@ -31,7 +31,9 @@ def slot_start(day, slot):
     return start.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
+# /f/callback too: a fixed rule outranks contact's /f/<form_key>, which would show the contact form here.
 @bp.get("/callback", provide_automatic_options=False)
+@bp.get("/f/callback", provide_automatic_options=False)
 def show_form():
     form = contact.form_settings(FORM_KEY)
     g.language = contact.choose_language(form)
@@ -57,6 +59,7 @@ def cors_on_every_answer(response):
 
 
 @bp.post("/callback", provide_automatic_options=False)
+@bp.post("/f/callback", provide_automatic_options=False)
 def submit():
     """Take a callback request: the contact form's origin rules, body reading and answers, its own fields."""
     form = contact.form_settings(FORM_KEY)

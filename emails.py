@@ -167,18 +167,11 @@ def build_reminder(submission, form, message_id, row):
     with force_locale(LOCALES.get(language, LOCALES["en"])):
         subject, text = reminder_text(submission, form, config["PUBLIC_URL"])
         body = render_template("email/reminder.txt", text=text, submission=submission)
-    message = EmailMessage(policy=MESSAGE_POLICY)
-    message.set_raw("Subject", encoded_text("Subject", subject))
-    message.set_raw("From", mailbox("From", "Postbox", config["MAIL_FROM"]))
-    message.set_raw("To", address_list("To", form.owners))
+    message = _to_owners(subject, body, form, message_id)
     reply_to = submission.get("reply_to") or submission.get("email")
     if reply_to:
         message.set_raw("Reply-To", mailbox("Reply-To", submission["name"], reply_to))
-    message.set_raw("Date", format_datetime(datetime.now().astimezone()))
-    message.set_raw("Message-ID", message_id)
-    message.set_raw("Auto-Submitted", "auto-generated")
     message.set_raw("X-Postbox-Submission", str(submission["id"]))
-    message.set_content(body)
     return message
 
 
@@ -187,6 +180,12 @@ def build_digest(submission, form, message_id, row):
     config = current_app.config
     with force_locale(LOCALES.get(form.language, LOCALES["en"])):
         subject, body = digest_text(row["digest"], config["PUBLIC_URL"])
+    return _to_owners(subject, body, form, message_id)
+
+
+def _to_owners(subject, body, form, message_id):
+    """A message Postbox itself writes to the form's owners (a reminder, the digest)."""
+    config = current_app.config
     message = EmailMessage(policy=MESSAGE_POLICY)
     message.set_raw("Subject", encoded_text("Subject", subject))
     message.set_raw("From", mailbox("From", "Postbox", config["MAIL_FROM"]))

@@ -116,3 +116,16 @@ def test_the_messenger_text_leads_with_call_back_and_a_tel_link(client, app, db)
     first, second = text.splitlines()[:2]
     assert first.startswith("Call back Giulia Verdi on ") and "between 09:00 and 11:00" in first
     assert second == "tel:+390612345678"
+
+
+def test_f_callback_is_the_callback_form_too(client, db):
+    assert 'name="slot"' in client.get("/f/callback").get_data(as_text=True)
+    assert client.post("/f/callback", data={"name": "G", "phone": "06 1234 5678", "day": TOMORROW,
+                                            "slot": "09:00-11:00"}).status_code == 303
+    assert db.conn.execute("SELECT phone FROM submissions").fetchone()[0] == "+390612345678"
+
+
+def test_the_submission_page_shows_when_to_call(owner, client, app, db):
+    request_callback(client)
+    html = owner.get("/admin/s/1").get_data(as_text=True)
+    assert f"Call back on {TOMORROW} between 09:00–11:00:" in html and 'href="tel:+390612345678"' in html
