@@ -171,6 +171,9 @@ def m008_follow_up(db):
     db.conn.execute("ALTER TABLE submissions ADD COLUMN first_answer_at TEXT")
     db.conn.execute("ALTER TABLE submissions ADD COLUMN reminders_sent INTEGER NOT NULL DEFAULT 0")
     db.conn.execute("UPDATE submissions SET first_answer_at = status_at WHERE status != 'new' AND status_at != ''")
+    # Leads from before reminders existed were never promised one: reminding the owner of a month of them at
+    # once, on upgrade, would be a flood. They still show as overdue in the inbox.
+    db.conn.execute("UPDATE submissions SET reminders_sent = 1000 WHERE status = 'new'")
     # A callback request: the day and slot the visitor chose, and when that slot begins (UTC), for ordering.
     db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_day TEXT")
     db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_slot TEXT")
@@ -188,10 +191,10 @@ def m008_follow_up(db):
     # At most one autoreply per address per day is checked against this.
     db["outbox"].create_index(["kind", "target", "created_at"])
     # One row per daily digest (its local day is unique: a restart in the digest hour sends no second one),
-    # with the figures it reports; its outbox rows point here.
+    # with the figures it reports, and no visitor's data: the oldest lead is read when the digest is sent, so
+    # deleting a submission leaves nothing of it here. Its outbox rows point here.
     db["digests"].create(
-        {"id": int, "day": str, "created_at": str, "new_leads": int, "unanswered": int, "oldest_id": int,
-         "oldest_name": str, "oldest_received_at": str},
+        {"id": int, "day": str, "created_at": str, "new_leads": int, "unanswered": int, "oldest_id": int},
         pk="id", not_null={"day", "created_at"},
     )
     db["digests"].create_index(["day"], unique=True)

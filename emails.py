@@ -205,7 +205,7 @@ def digest_text(digest, public_url):
         oldest_local = received.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).strftime("%Y-%m-%d %H:%M")
     title = _("Postbox digest for %(day)s", day=digest["day"])
     text = render_template("notify/digest.txt", digest=digest, oldest_local=oldest_local,
-                           link=inbox_link(public_url, digest["oldest_id"]) if digest["oldest_id"] else public_url)
+                           link=inbox_link(public_url, digest["oldest_id"]) if oldest_local else public_url)
     return title, text
 
 

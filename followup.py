@@ -131,19 +131,16 @@ def _send_digest(config, db, moment, now):
                                     [day_before]).fetchone()[0]
         waiting = "FROM submissions WHERE status = 'new' AND first_answer_at IS NULL"
         unanswered = db.conn.execute(f"SELECT COUNT(*) {waiting}").fetchone()[0]
-        oldest = db.conn.execute(f"SELECT id, name, email, received_at {waiting} ORDER BY received_at, id"
-                                 " LIMIT 1").fetchone()
+        oldest = db.conn.execute(f"SELECT id {waiting} ORDER BY received_at, id LIMIT 1").fetchone()
         newest = db.conn.execute("SELECT id FROM submissions WHERE status != 'spam' AND received_at >= ?"
                                  " ORDER BY received_at DESC, id DESC LIMIT 1", [day_before]).fetchone()
         anchor = oldest or newest
         if anchor is None:
             return 0
         digest_id = db.conn.execute(
-            "INSERT INTO digests (day, created_at, new_leads, unanswered, oldest_id, oldest_name, oldest_received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO digests (day, created_at, new_leads, unanswered, oldest_id) VALUES (?, ?, ?, ?, ?)",
             [local.date().isoformat(), moment.isoformat(timespec="microseconds"), new_leads, unanswered,
-             oldest["id"] if oldest else None, (oldest["name"] or oldest["email"]) if oldest else None,
-             oldest["received_at"] if oldest else None]).lastrowid
+             oldest["id"] if oldest else None]).lastrowid
         notifications = outbox.notifications_for(config, config["FORM_DEFINITIONS"]["contactus"], kind="digest",
                                                  channels=REMINDER_CHANNELS)
         outbox.queue(db, anchor["id"], [{**notification, "digest_id": digest_id} for notification in notifications],
@@ -153,5 +150,9 @@ def _send_digest(config, db, moment, now):
 
 
 def get_digest(db, digest_id):
-    row = db.conn.execute("SELECT * FROM digests WHERE id = ?", [digest_id]).fetchone()
+    """A digest's figures, with the oldest unanswered lead's name and arrival (gone if it was deleted)."""
+    row = db.conn.execute(
+        "SELECT digests.*, coalesce(nullif(oldest.name, ''), oldest.email) AS oldest_name,"
+        " oldest.received_at AS oldest_received_at FROM digests LEFT JOIN submissions AS oldest"
+        " ON oldest.id = digests.oldest_id WHERE digests.id = ?", [digest_id]).fetchone()
     return dict(row) if row else None

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import business_hours
+from app import create_app
 
 ROME = ZoneInfo("Europe/Rome")
 WEEKDAYS = business_hours.parse("Mon-Fri 09:00-18:00", ROME)
@@ -66,3 +67,11 @@ def test_unreadable_hours_are_refused_with_a_reason(text):
 
 def test_next_opening_on_a_weekend_is_monday():
     assert business_hours.next_opening(WEEKDAYS, rome(2026, 3, 7, 12, 0)) == rome(2026, 3, 9, 9, 0)
+
+
+@pytest.mark.parametrize("name, value", [("BUSINESS_HOURS", "weekdays 9 to 6"), ("PHONE_REGION", "XX"),
+                                         ("DIGEST_HOUR", "25"), ("CALLBACK_SLOTS", "9-11")])
+def test_a_wrong_follow_up_setting_stops_start_up_naming_it(config, name, value):
+    with pytest.raises(SystemExit) as stopped:
+        create_app({**config, name: value})
+    assert f"POSTBOX_{name}" in str(stopped.value)

@@ -143,3 +143,22 @@ def test_the_reminder_also_goes_to_the_messenger_but_not_to_webhooks(config, htt
         assert len(reminders(smtp_server)) == 1
     finally:
         db.close()
+
+
+def test_leads_from_before_the_upgrade_are_not_reminded_all_at_once(app, tmp_path):
+    old = database.open_db(str(tmp_path / "old.sqlite3"))
+    try:
+        with database.write_transaction(old):
+            database.migrations.apply(old, stop_before="m008_follow_up")
+        received = datetime(2026, 3, 4, 10, 0, tzinfo=ROME).astimezone(timezone.utc).isoformat()
+        with database.write_transaction(old):
+            for status, status_at in (("new", None), ("answered", "2026-03-04T10:30:00+00:00")):
+                old.conn.execute("INSERT INTO submissions (form, received_at, name, email, message, status, status_at)"
+                                 " VALUES ('contactus', ?, 'Old Lead', 'old@example.com', 'm', ?, ?)",
+                                 [received, status, status_at])
+        database.migrate(old)
+        assert followup.schedule_due(app, old, at(2026, 3, 5, 17, 0)) == 0
+        answered = old.conn.execute("SELECT first_answer_at FROM submissions WHERE status = 'answered'").fetchone()
+        assert answered[0] == "2026-03-04T10:30:00+00:00"
+    finally:
+        old.close()
