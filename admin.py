@@ -219,12 +219,15 @@ def inbox():
     days = days if days in CHART_DAYS else CHART_DAYS[0]
     follow_up = follow_up_panels(db) if after is None else {}
     return render_template(
-        "admin/inbox.html", rows=rows[:PAGE_SIZE], **follow_up, filters=filters, counts=counts, counts_capped=counts_capped,
+        "admin/inbox.html", rows=rows[:PAGE_SIZE], filters=filters, counts=counts, counts_capped=counts_capped,
         count_limit=SEARCH_COUNT_LIMIT, next_cursor=next_cursor,
         first_page=after is None, forms=inbox_queries.form_keys(db), query_args=query_args, days=days,
         chart=daily_chart(db, days) if after is None else None, chart_days=CHART_DAYS, statuses=database.STATUSES,
-        labels=STATUS_LABELS, first_line=first_line, problems=outbox.channel_problems(db),
+        labels=STATUS_LABELS, first_line=first_line, problems=outbox.channel_problems(db), **follow_up,
     )
+
+
+ANSWER_WEEKS_CACHE_SECONDS = 300
 
 
 def follow_up_panels(db):
@@ -232,12 +235,21 @@ def follow_up_panels(db):
     config = current_app.config
     now = datetime.now(timezone.utc)
     target = config["REMIND_AFTER"]
-    return {
-        "overdue": answer_times.overdue(db, config["SCHEDULE"], target, now) if target else [],
-        "answer_weeks": answer_times.weekly(db, config["SCHEDULE"], target, now),
-        "answer_target": target,
-        "callbacks": inbox_queries.open_callbacks(db),
-    }
+    overdue, more_overdue = answer_times.overdue(db, config["SCHEDULE"], target, now) if target else ([], False)
+    return {"overdue": overdue, "more_overdue": more_overdue, "answer_weeks": answer_weeks(db, now),
+            "answer_target": target, "callbacks": inbox_queries.open_callbacks(db)}
+
+
+def answer_weeks(db, now):
+    """The weekly answer times, computed at most every few minutes per process: at a hundred thousand leads
+    a week the working-hours arithmetic takes seconds, and past weeks barely change."""
+    cached = current_app.extensions.get("postbox.answer_weeks")
+    if cached and time.monotonic() < cached[0]:
+        return cached[1]
+    config = current_app.config
+    weeks = answer_times.weekly(db, config["SCHEDULE"], config["REMIND_AFTER"], now)
+    current_app.extensions["postbox.answer_weeks"] = (time.monotonic() + ANSWER_WEEKS_CACHE_SECONDS, weeks)
+    return weeks
 
 
 def first_line(text, limit=120):
@@ -318,8 +330,7 @@ def send_reply(submission_id):
     if not body or not address:
         flash(_("Write the reply first.") if address else _("This visitor left no address to answer."), "error")
         return redirect(url_for("admin.detail", submission_id=submission_id))
-    message_id = outbox.CHANNELS["email"](current_app.config).new_message_id()
-    notification = {"kind": "reply", "channel": "email", "target": address, "message_id": message_id}
+    notification = replies.reply_notification(current_app.config, address)
     replies.save_reply(database.get_db(), submission_id, g.user, body, notification, time.time())
     outbox.wake_worker(current_app)
     flash(_("Your reply is on its way to %(address)s.", address=address), "info")

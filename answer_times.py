@@ -7,6 +7,7 @@ import business_hours
 
 # Leads older than this are not listed as overdue: the list is what to do today, not an archive.
 OVERDUE_WITHIN_DAYS = 30
+OVERDUE_SHOWN = 20
 
 
 def hours_to_answer(schedule, received_at, first_answer_at):
@@ -49,15 +50,25 @@ def weekly(db, schedule, target_hours, now, weeks=8):
             for week, hours in sorted(by_week.items(), reverse=True)]
 
 
-def overdue(db, schedule, target_hours, now):
-    """Leads still new with no answer after more than `target_hours` working hours, oldest first."""
+def overdue(db, schedule, target_hours, now, limit=OVERDUE_SHOWN):
+    """Leads still new with no answer after more than `target_hours` working hours, oldest first.
+
+    Returns (up to `limit` leads, whether there are more). Oldest first, the first candidates are the overdue
+    ones, so a big inbox costs `limit` checks, not one per waiting lead.
+    """
     since = (now - timedelta(days=OVERDUE_WITHIN_DAYS)).isoformat(timespec="microseconds")
+    # A working hour is at least an hour: a lead younger than the target in plain hours cannot be overdue.
+    until = (now - timedelta(hours=target_hours)).isoformat(timespec="microseconds")
     rows = db.conn.execute(
-        "SELECT id, form, received_at, name, email, subject, message, callback_at FROM submissions"
-        " WHERE status = 'new' AND first_answer_at IS NULL AND received_at >= ? ORDER BY received_at, id", [since])
+        "SELECT id, form, received_at, name, email, subject, callback_at FROM submissions WHERE status = 'new'"
+        " AND first_answer_at IS NULL AND received_at >= ? AND received_at <= ? ORDER BY received_at, id",
+        [since, until])
     leads = []
     for row in rows:
         waiting = business_hours.between(schedule, datetime.fromisoformat(row["received_at"]), now)
-        if waiting > target_hours:
-            leads.append({**dict(row), "waiting_hours": waiting})
-    return leads
+        if waiting <= target_hours:
+            continue
+        if len(leads) == limit:
+            return leads, True
+        leads.append({**dict(row), "waiting_hours": waiting})
+    return leads, False

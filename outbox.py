@@ -209,7 +209,8 @@ def resend(db, submission_id, now, outbox_id=None):
         cursor = db.conn.execute(
             "UPDATE outbox SET state = 'pending', next_attempt_at = :now, created_at = :now, lease_until = 0,"
             " claimant = NULL, lease_token = NULL WHERE submission_id = :submission"
-            " AND ((:outbox IS NULL AND kind = 'lead') OR id = :outbox)", {"now": now, "submission": submission_id, "outbox": outbox_id})
+            " AND ((:outbox IS NULL AND kind = 'lead') OR id = :outbox)",
+            {"now": now, "submission": submission_id, "outbox": outbox_id})
         if outbox_id is not None:
             # The owner asked for this target explicitly: a 410 is not the last word.
             db.conn.execute("UPDATE delivery_targets SET off_at = NULL WHERE (channel, target) IN"

@@ -13,6 +13,12 @@ def mark_first_answer(db, submission_ids, at):
                         [(submission_id,) for submission_id in submission_ids])
 
 
+def reply_notification(config, address):
+    """The outbox row of a reply: one email to the visitor, with a Message-ID of its own."""
+    message_id = outbox.CHANNELS["email"](config).new_message_id()
+    return {"kind": "reply", "channel": "email", "target": address, "message_id": message_id}
+
+
 def save_reply(db, submission_id, author, body, notification, now):
     """Keep the reply, queue its email to the visitor and mark the lead answered, in one transaction."""
     at = utc_now_iso()

@@ -83,7 +83,8 @@ def test_time_to_first_answer_over_a_seeded_week_matches_an_independent_count(ap
 def test_the_unanswered_lead_is_overdue_and_the_others_are_not(app, db):
     seed(db)
     now = datetime(2026, 3, 10, 12, 0, tzinfo=ROME)
-    [lead] = answer_times.overdue(db, app.config["SCHEDULE"], 2, now)
+    [lead], more = answer_times.overdue(db, app.config["SCHEDULE"], 2, now)
+    assert not more
     assert lead["received_at"] == utc_iso((2026, 3, 6, 10, 0))
     assert lead["waiting_hours"] == pytest.approx(working_minutes_by_counting((2026, 3, 6, 10, 0),
                                                                               (2026, 3, 10, 12, 0)) / 60)
@@ -112,3 +113,12 @@ def test_a_status_change_records_the_first_answer_once(owner, app, db):
     first = submissions.get_submission(db, lead)["first_answer_at"]
     inbox_queries.set_status(db, [lead], "answered", "owner@florist.example")
     assert first and submissions.get_submission(db, lead)["first_answer_at"] == first
+
+
+def test_the_overdue_list_is_bounded_oldest_first(app, db):
+    for day in (2, 3, 4):
+        submissions.save_submission(db, {"form": "contactus", "name": f"Lead {day}", "email": "l@example.com",
+                                         "message": "…", "received_at": utc_iso((2026, 3, day, 10, 0))}, [])
+    leads, more = answer_times.overdue(db, app.config["SCHEDULE"], 2, datetime(2026, 3, 10, 12, 0, tzinfo=ROME),
+                                       limit=2)
+    assert [lead["name"] for lead in leads] == ["Lead 2", "Lead 3"] and more
