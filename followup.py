@@ -104,7 +104,7 @@ def _remind_callbacks(config, db, moment, now):
     with write_transaction(db):
         callbacks = db.conn.execute(
             "SELECT id, form FROM submissions WHERE callback_at <= ? AND callback_at >= ? AND callback_reminded = 0"
-            " AND status IN ('new', 'in_progress')", [until, since]).fetchall()
+            " AND +status IN ('new', 'in_progress')", [until, since]).fetchall()
         for callback in callbacks:
             notifications = outbox.notifications_for(config, _form_of(config, callback["form"]), kind="reminder",
                                                      channels=REMINDER_CHANNELS)

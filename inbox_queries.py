@@ -286,7 +286,8 @@ def open_callbacks(db, limit=50):
     """Callback requests not yet done, by when their slot begins."""
     return [dict(row) for row in db.conn.execute(
         "SELECT id, name, phone, callback_day, callback_slot, callback_at, status FROM submissions"
-        " WHERE callback_at IS NOT NULL AND status IN ('new', 'in_progress') ORDER BY callback_at, id LIMIT ?",
+        # The unary + keeps SQLite from walking every new lead by status: only callbacks have a callback_at.
+        " WHERE callback_at > '' AND +status IN ('new', 'in_progress') ORDER BY callback_at, id LIMIT ?",
         [limit])]
 
 
