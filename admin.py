@@ -434,7 +434,8 @@ def export_record(submission, zone):
     record = {name: "" if submission.get(name) is None else submission[name] for name in BASE_COLUMNS + TAIL_COLUMNS}
     record["received_at"] = datetime.fromisoformat(submission["received_at"]).astimezone(zone).isoformat()
     record["delivery"] = submission.get("delivery") or ("not sent (spam)" if submission["status"] == "spam" else "")
-    record["first_answer_hours"] = answer_cell(submission["received_at"], submission.get("first_answer_at"))
+    record["first_answer_hours"] = answer_cell(current_app.config["SCHEDULE"], submission["received_at"],
+                                               submission.get("first_answer_at"))
     record["extra"] = submission["extra"]
     return record
 
@@ -464,16 +465,17 @@ def extra_cells(extra_json, extra_names):
     return [neutralise_formula(extra.get(name)) for name in extra_names]
 
 
-def answer_cell(received_at, first_answer_at):
+def answer_cell(schedule, received_at, first_answer_at):
     """The export's time to first answer: working hours with two decimals, or "" while unanswered."""
-    hours = answer_times.hours_to_answer(current_app.config["SCHEDULE"], received_at, first_answer_at)
-    return "" if hours is None else f"{hours:.2f}"
+    if not first_answer_at:
+        return ""
+    return f"{answer_times.hours_to_answer(schedule, received_at, first_answer_at):.2f}"
 
 
-def with_answer_hours(rows):
+def with_answer_hours(rows, schedule):
     """Replace each export row's first_answer_at cell (second to last) by the working hours it took."""
     for row in rows:
-        yield (*row[:-2], answer_cell(row[3], row[-2]), row[-1])
+        yield (*row[:-2], answer_cell(schedule, row[3], row[-2]), row[-1])
 
 
 def csv_chunks(db, filters, zone, bom=False):
@@ -489,7 +491,8 @@ def csv_chunks(db, filters, zone, bom=False):
     tail = base + len(extra_names)
     rows = ((row[0], row[1], row[2], shown(row[3]), *row[4:-1]) if row[-1] is None else
             (row[0], row[1], row[2], shown(row[3]), *row[4:base], *extra_cells(row[-1], extra_names), *row[tail:-1])
-            for row in with_answer_hours(inbox_queries.iter_export_rows(db, filters, extra_names)))
+            for row in with_answer_hours(inbox_queries.iter_export_rows(db, filters, extra_names),
+                                         current_app.config["SCHEDULE"]))
     while chunk := list(itertools.islice(rows, CSV_FLUSH_ROWS)):
         writer.writerows(chunk)
         yield buffer.getvalue()
