@@ -2,6 +2,7 @@
 import hashlib
 import re
 from datetime import date, datetime
+from email.charset import BASE64, Charset
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -26,6 +27,14 @@ MAX_LINE = 78  # RFC 5322's recommended line length
 MESSAGE_POLICY = default_policy.clone(refold_source="none")
 
 
+def _header_charset():
+    # Our own Charset, not the name "utf-8": Apprise's email plugin, once loaded, re-registers utf-8 with
+    # quoted-printable headers for the whole process, and QP words split here decoded with a stray space.
+    charset = Charset("utf-8")
+    charset.header_encoding = BASE64
+    return charset
+
+
 def one_line(text, limit=200):
     """Make text safe for a mail header: one line, no control characters, bounded length."""
     joined = " ".join(str(text or "").splitlines()).translate(_CONTROL)
@@ -44,7 +53,7 @@ def encoded_text(header_name, text):
         return text
     # Every character, spaces included, goes inside the encoded words: a space left between two of them
     # is folding whitespace, which RFC 2047 decoders drop (CPython gh-92081's lost space).
-    return Header(text, "utf-8", maxlinelen=MAX_LINE, header_name=header_name).encode(linesep="\n")
+    return Header(text, _header_charset(), maxlinelen=MAX_LINE, header_name=header_name).encode(linesep="\n")
 
 
 def mailbox(header_name, display_name, addr_spec):
