@@ -314,6 +314,8 @@ def detail(submission_id):
         "admin/detail.html", s=submission, messages=outbox.notifications_of(database.get_db(), submission_id),
         reply=reply_link(submission), page_link=page, statuses=database.STATUSES, labels=STATUS_LABELS,
         replies=replies.replies_of(database.get_db(), submission_id), visitor=visitor_address(submission),
+        answer_hours=answer_times.hours_to_answer(current_app.config["SCHEDULE"], submission["received_at"],
+                                                  submission["first_answer_at"]),
     )
 
 

@@ -412,8 +412,8 @@ class DeliveryWorker:
                 self.wakeup.clear()
                 try:
                     if self.clock() >= next_follow_up:  # reminders and the digest: once a minute is on time
+                        next_follow_up = self.clock() + followup.EVERY_SECONDS  # a failing one waits a minute too
                         followup.schedule_due(self.app, db, self.clock())
-                        next_follow_up = self.clock() + followup.EVERY_SECONDS
                     if deliver_due(self.app, db, self.claimant, self.clock, self.stopping):
                         continue
                     self.wakeup.wait(self._idle_seconds(db))

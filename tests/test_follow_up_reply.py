@@ -30,6 +30,7 @@ def test_the_reply_is_kept_in_the_history_and_the_mailto_link_stays(owner, app, 
     page = owner.get(f"/admin/s/{lead}").get_data(as_text=True)
     assert "A sabato!" in page and "mailto:anna@example.com" in page
     assert f"{OWNER} replied at" in page
+    assert "First answered 0.0 working hours after it arrived." in page
 
 
 def test_two_replies_share_one_thread(owner, app, db, smtp_server):
