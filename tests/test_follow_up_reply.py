@@ -1,5 +1,5 @@
 """Replying from the inbox: through the outbox to the visitor, threaded, From the site, Reply-To the owner."""
-from conftest import VALID, count_rows, deliver_all
+from conftest import count_rows, deliver_all
 from inbox_fixtures import OWNER, add_submission, owner, inbox_user, post  # noqa: F401 (fixtures)
 import emails
 import submissions
