@@ -25,12 +25,14 @@ from flask_wtf.csrf import CSRFProtect
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
+import answer_times
 import database
 import health
 import inbox_queries
 import outbox
 import passwords
 from config import LANGUAGES, LOCALES
+import replies
 from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -49,7 +51,7 @@ CHART_HEIGHT = 120
 CSV_FLUSH_ROWS = 200
 # The export's columns: storage's order, extra fields after the message, the delivery state last.
 BASE_COLUMNS = EXPORT_COLUMNS[:EXPORT_COLUMNS.index("message") + 1]
-TAIL_COLUMNS = (*EXPORT_COLUMNS[len(BASE_COLUMNS):], "delivery")
+TAIL_COLUMNS = (*EXPORT_COLUMNS[len(BASE_COLUMNS):], "delivery", "first_answer_hours")
 # Shown in the owner's language; the stored and exported statuses stay the keys.
 STATUS_LABELS = {"new": _l("new"), "in_progress": _l("in progress"), "answered": _l("answered"), "spam": _l("spam")}
 
@@ -295,13 +297,14 @@ def inbox():
     next_cursor = f"{rows[PAGE_SIZE - 1]['received_at']}|{rows[PAGE_SIZE - 1]['id']}" if len(rows) > PAGE_SIZE else None
     days = request.args.get("days", type=int)
     days = days if days in CHART_DAYS else CHART_DAYS[0]
+    follow_up = follow_up_panels(db) if after is None else {}
     return render_template(
         "admin/inbox.html", rows=rows[:PAGE_SIZE], filters=filters, counts=counts, counts_capped=counts_capped,
         count_limit=SEARCH_COUNT_LIMIT, next_cursor=next_cursor,
         first_page=after is None, forms=inbox_queries.form_keys(db), query_args=query_args, days=days,
         chart=daily_chart(db, days) if after is None else None, chart_days=CHART_DAYS, statuses=database.STATUSES,
         labels=STATUS_LABELS, first_line=first_line, problems=outbox.channel_problems(db),
-        mail_stopped=health.mail_stopped(db, time.time(), current_app.config["MAIL_ALARM_SECONDS"]),
+        mail_stopped=health.mail_stopped(db, time.time(), current_app.config["MAIL_ALARM_SECONDS"]), **follow_up,
     )
 
 
@@ -316,6 +319,31 @@ def first_page(db, filters, after):
     capped = searching and sum(counts.values()) > SEARCH_COUNT_LIMIT
     return counts, capped, inbox_queries.list_submissions(db, filters, after=after, limit=PAGE_SIZE + 1,
                                                           many_matches=capped)
+
+
+ANSWER_WEEKS_CACHE_SECONDS = 300
+
+
+def follow_up_panels(db):
+    """What the first page shows above the list: overdue leads, callbacks by when they are due, answer times."""
+    config = current_app.config
+    now = datetime.now(timezone.utc)
+    target = config["REMIND_AFTER"]
+    overdue, more_overdue = answer_times.overdue(db, config["SCHEDULE"], target, now) if target else ([], False)
+    return {"overdue": overdue, "more_overdue": more_overdue, "answer_weeks": answer_weeks(db, now),
+            "answer_target": target, "callbacks": inbox_queries.open_callbacks(db)}
+
+
+def answer_weeks(db, now):
+    """The weekly answer times, computed at most every few minutes per process: at a hundred thousand leads
+    a week the working-hours arithmetic takes seconds, and past weeks barely change."""
+    cached = current_app.extensions.get("postbox.answer_weeks")
+    if cached and time.monotonic() < cached[0]:
+        return cached[1]
+    config = current_app.config
+    weeks = answer_times.weekly(db, config["SCHEDULE"], config["REMIND_AFTER"], now)
+    current_app.extensions["postbox.answer_weeks"] = (time.monotonic() + ANSWER_WEEKS_CACHE_SECONDS, weeks)
+    return weeks
 
 
 def first_line(text, limit=120):
@@ -380,7 +408,30 @@ def detail(submission_id):
     return render_template(
         "admin/detail.html", s=submission, messages=outbox.notifications_of(database.get_db(), submission_id),
         reply=reply_link(submission), page_link=page, statuses=database.STATUSES, labels=STATUS_LABELS,
+        replies=replies.replies_of(database.get_db(), submission_id), visitor=visitor_address(submission),
+        answer_hours=answer_times.hours_to_answer(current_app.config["SCHEDULE"], submission["received_at"],
+                                                  submission["first_answer_at"]),
     )
+
+
+def visitor_address(submission):
+    return submission.get("reply_to") or submission.get("email") or ""
+
+
+@bp.post("/s/<int:submission_id>/reply")
+def send_reply(submission_id):
+    """Answer the visitor from the inbox: the reply goes through the outbox and the lead turns answered."""
+    submission = load_submission(submission_id)
+    body = request.form.get("body", "").replace("\r\n", "\n").strip()[:20000]
+    address = visitor_address(submission)
+    if not body or not address:
+        flash(_("Write the reply first.") if address else _("This visitor left no address to answer."), "error")
+        return redirect(url_for("admin.detail", submission_id=submission_id))
+    notification = replies.reply_notification(current_app.config, address)
+    replies.save_reply(database.get_db(), submission_id, g.user, body, notification, time.time())
+    outbox.wake_worker(current_app)
+    flash(_("Your reply is on its way to %(address)s.", address=address), "info")
+    return redirect(url_for("admin.detail", submission_id=submission_id))
 
 
 @bp.post("/s/<int:submission_id>/status")
@@ -469,6 +520,8 @@ def export_record(submission, zone):
     record = {name: "" if submission.get(name) is None else submission[name] for name in BASE_COLUMNS + TAIL_COLUMNS}
     record["received_at"] = datetime.fromisoformat(submission["received_at"]).astimezone(zone).isoformat()
     record["delivery"] = submission.get("delivery") or ("not sent (spam)" if submission["status"] == "spam" else "")
+    record["first_answer_hours"] = answer_cell(current_app.config["SCHEDULE"], submission["received_at"],
+                                               submission.get("first_answer_at"))
     record["extra"] = submission["extra"]
     return record
 
@@ -498,6 +551,19 @@ def extra_cells(extra_json, extra_names):
     return [neutralise_formula(extra.get(name)) for name in extra_names]
 
 
+def answer_cell(schedule, received_at, first_answer_at):
+    """The export's time to first answer: working hours with two decimals, or "" while unanswered."""
+    if not first_answer_at:
+        return ""
+    return f"{answer_times.hours_to_answer(schedule, received_at, first_answer_at):.2f}"
+
+
+def with_answer_hours(rows, schedule):
+    """Replace each export row's first_answer_at cell (second to last) by the working hours it took."""
+    for row in rows:
+        yield (*row[:-2], answer_cell(schedule, row[3], row[-2]), row[-1])
+
+
 def csv_chunks(db, filters, zone, bom=False):
     """Yield the CSV export in chunks of rows: one row per submission, a column per field and extra field."""
     extra_names = inbox_queries.extra_field_names(db, filters)
@@ -511,7 +577,8 @@ def csv_chunks(db, filters, zone, bom=False):
     tail = base + len(extra_names)
     rows = ((row[0], row[1], row[2], shown(row[3]), *row[4:-1]) if row[-1] is None else
             (row[0], row[1], row[2], shown(row[3]), *row[4:base], *extra_cells(row[-1], extra_names), *row[tail:-1])
-            for row in inbox_queries.iter_export_rows(db, filters, extra_names))
+            for row in with_answer_hours(inbox_queries.iter_export_rows(db, filters, extra_names),
+                                         current_app.config["SCHEDULE"]))
     while chunk := list(itertools.islice(rows, CSV_FLUSH_ROWS)):
         writer.writerows(chunk)
         yield buffer.getvalue()

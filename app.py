@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import admin
 import backup
 import catalogues
+import callback
 import config
 import contact
 import database
@@ -74,15 +75,18 @@ def create_app(test_config=None):
     limiter = app.extensions["postbox.limiter"] = Limiter(key_func=get_remote_address, app=app, headers_enabled=True)
 
     app.register_blueprint(contact.bp)
+    app.register_blueprint(callback.bp)
     if app.config["RATE_LIMIT"]:
-        # Decorate the registered view, so the limit belongs to this app's limiter alone.
+        # Decorate the registered views, so the limit belongs to this app's limiter alone.
         # A made-up form key is answered (404) before the limiter stores a key for it: otherwise every
         # random /f/<key> would keep a counter in memory for a day.
-        app.view_functions["contact.submit"] = limiter.limit(
-            app.config["RATE_LIMIT"],
-            key_func=lambda: f"{get_remote_address()}:{request.view_args.get('form_key', '')}",
-            exempt_when=lambda: request.view_args.get("form_key") not in app.config["FORM_DEFINITIONS"],
-        )(app.view_functions["contact.submit"])
+        for endpoint in ("contact.submit", "callback.submit"):
+            app.view_functions[endpoint] = limiter.limit(
+                app.config["RATE_LIMIT"],
+                key_func=lambda: f"{get_remote_address()}:{(request.view_args or {}).get('form_key', 'callback')}",
+                exempt_when=lambda: (request.view_args or {}).get("form_key", "callback")
+                not in app.config["FORM_DEFINITIONS"],
+            )(app.view_functions[endpoint])
 
     admin.init_app(app, limiter)
     # Browsers ask for /favicon.ico whatever a page links: answer it rather than log a 404 for every visit.

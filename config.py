@@ -1,4 +1,5 @@
 """Read and check Postbox's settings: POSTBOX_* environment variables and the forms file."""
+import dataclasses
 import ipaddress
 import os
 import re
@@ -9,10 +10,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import apprise
+import phonenumbers
 from babel import Locale
 from email_validator import EmailNotValidError, validate_email
 from standardwebhooks import Webhook
 
+import business_hours
 import redaction
 
 LANGUAGES = ("en", "ru", "it", "hy", "hi")
@@ -79,6 +82,14 @@ DEFAULTS = {
     "METRICS_TOKEN": "",  # /metrics answers a request bearing this token…
     "METRICS_ALLOWED_IPS": "",  # …or coming from these addresses or networks; with neither, /metrics is off
     "STORE_TIMEOUT": 5,  # seconds a visitor waits for the database before hearing "try again in a moment"
+    "BUSINESS_HOURS": "Mon-Fri 09:00-18:00",  # in TIMEZONE; empty: every hour counts
+    "AUTOREPLY": False,  # the default form answers each visitor once a day (forms file: autoreply = true)
+    "REMIND_AFTER": 2,  # working hours a lead may stay new before the owner is reminded; 0: never
+    "REMIND_MAX": 3,  # reminders per lead at most, one every REMIND_AFTER working hours
+    "CALLBACK_REMIND_MINUTES": 15,  # remind the owner this long before a callback's slot begins; 0: never
+    "DIGEST_HOUR": "",  # a local hour (0-23) for the daily digest; empty: no digest
+    "CALLBACK_SLOTS": "09:00-11:00, 11:00-13:00, 14:00-16:00, 16:00-18:00",  # what a callback request offers
+    "PHONE_REGION": "",  # the region a callback's number without +country is read in (IT, RU, AM, IN…)
 }
 
 
@@ -105,6 +116,9 @@ class FormSettings:
     webhook_secret: str = field(default="", repr=False)
     notify: tuple = field(default=(), repr=False)  # Apprise URLs carry tokens: kept out of reprs and logs
     extra: dict = field(default_factory=dict, compare=False)
+    autoreply: bool = False
+    autoreply_subject: str = ""  # empty: the default in the visitor's language
+    autoreply_text: str = ""
 
 
 def load(app, test_config=None):
@@ -121,6 +135,7 @@ def load(app, test_config=None):
     _check_numbers(config)
     _check_mail(config)
     _check_misc(config)
+    _check_follow_up(config)
     config["FORM_DEFINITIONS"] = _load_forms(config)
 
 
@@ -184,7 +199,7 @@ def _check_numbers(config):
     if delivery not in DELIVERY_MODES:
         raise ConfigError("DELIVERY", f"must be one of {', '.join(DELIVERY_MODES)}, got {config['DELIVERY']!r}")
     config["DELIVERY"] = delivery
-    for name in ("CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE"):
+    for name in ("CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE", "AUTOREPLY"):
         _flag(config, name)
 
 
@@ -273,6 +288,32 @@ def _check_metrics(config):
             raise ConfigError("METRICS_ALLOWED_IPS", f"{item!r} is not an address or network such as"
                                                      " 127.0.0.1 or 10.0.0.0/8") from None
     config["METRICS_ALLOWED_IPS"] = tuple(networks)
+
+
+def _check_follow_up(config):
+    for name in ("REMIND_AFTER", "CALLBACK_REMIND_MINUTES"):
+        _number(config, name, kind=float)
+    _number(config, "REMIND_MAX")
+    try:
+        config["SCHEDULE"] = business_hours.parse(str(config["BUSINESS_HOURS"] or ""),
+                                                  zoneinfo.ZoneInfo(str(config["TIMEZONE"])))
+    except ValueError as error:
+        raise ConfigError("BUSINESS_HOURS", str(error)) from None
+    if config["DIGEST_HOUR"] not in (None, ""):
+        _number(config, "DIGEST_HOUR", maximum=23)
+    else:
+        config["DIGEST_HOUR"] = None
+    slots = tuple(slot.replace(" ", "") for slot in str(config["CALLBACK_SLOTS"] or "").split(",") if slot.strip())
+    for slot in slots:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", slot) or slot[6:] <= slot[:5]:
+            raise ConfigError("CALLBACK_SLOTS", f"{slot!r} is not a slot such as 09:00-11:00")
+    if not slots:
+        raise ConfigError("CALLBACK_SLOTS", "needs at least one slot such as 09:00-11:00")
+    config["CALLBACK_SLOTS"] = slots
+    region = str(config["PHONE_REGION"] or "").upper()
+    if region and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError("PHONE_REGION", f"{region!r} is not a region code such as IT, RU, AM or IN")
+    config["PHONE_REGION"] = region
 
 
 def url_list(value):
@@ -364,15 +405,20 @@ def _load_forms(config):
                               config["WEBHOOK_ALLOW_PRIVATE"]),
         webhook_secret=str(config["WEBHOOK_SECRET"] or ""),
         notify=notify_list("NOTIFY", config["NOTIFY"]),
+        autoreply=config["AUTOREPLY"],
     )
     forms = {"contactus": default}
     if config["FORMS"]:
         forms.update(_read_forms_file(str(config["FORMS"]), default, config["WEBHOOK_ALLOW_PRIVATE"]))
+    # The built-in callback form (/callback) goes to the default form's owners unless [forms.callback] says.
+    forms.setdefault("callback", dataclasses.replace(default, key="callback", title="", fields=("phone",),
+                                                     autoreply=False))
     return forms
 
 
 FORM_KEYS = {"title": str, "owners": (list, str), "allowed_origins": (list, str), "language": str,
-             "redirect": str, "fields": list, "required": list, "webhooks": (list, str), "webhook_secret": str, "notify": (list, str)}
+             "redirect": str, "fields": list, "required": list, "webhooks": (list, str), "webhook_secret": str,
+             "notify": (list, str), "autoreply": bool, "autoreply_subject": str, "autoreply_text": str}
 
 
 def _read_forms_file(path, default, allow_private):
@@ -433,4 +479,8 @@ def _form_from_table(key, table, default, where, allow_private):
                               table.get("webhook_secret", default.webhook_secret), allow_private),
         webhook_secret=table.get("webhook_secret", default.webhook_secret),
         notify=notify_list(where, table.get("notify", default.notify)),
+        # The owner's words, never the visitor's: one line for the subject, as a header must be.
+        autoreply=table.get("autoreply", default.autoreply),
+        autoreply_subject=" ".join(table.get("autoreply_subject", "").split())[:200],
+        autoreply_text=table.get("autoreply_text", "").strip(),
     )

@@ -7,6 +7,7 @@ from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_t
 from flask_babel import gettext as _
 from flask_babel import refresh
 
+import followup
 import outbox
 import spam
 from config import LANGUAGES
@@ -199,7 +200,9 @@ def store(form, submission):
         page=page_url(), ip=request.remote_addr or "", user_agent=request.user_agent.string[:300],
         language=g.language, status="spam" if reason else "new", spam_reason=reason,
     )
-    notifications = () if reason else outbox.notifications_for(current_app.config, form)
+    notifications = () if reason else [
+        *outbox.notifications_for(current_app.config, form),
+        *followup.autoreply_notifications(current_app.config, form, submission.fields["email"])]
     saved = current_app.extensions["postbox.writer"].save(
         record, notifications, key=idempotency_key(form, submission), duplicate_since=spam.duplicate_since())
     if saved.repeated:

@@ -18,6 +18,7 @@ OPEN_WAIT_SECONDS = 5
 LOCK_POLL_SECONDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 STATUSES = ("new", "in_progress", "answered", "spam")
 CORE_FIELDS = ("name", "email", "phone", "subject", "message")
+CALLBACK_COLUMNS = ("callback_day", "callback_slot", "callback_at")
 SEARCHED_FIELDS = ("form", *CORE_FIELDS, "extra", "reply_to", "mail_subject", "page", "note", "spam_reason")
 
 migrations = Migrations("postbox")
@@ -167,6 +168,43 @@ def m007_channels(db):
         " DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_attempt_at REAL, last_ok_at REAL, last_error TEXT,"
         " last_error_at REAL, off_at REAL,"
         " PRIMARY KEY (channel, target)) WITHOUT ROWID")
+
+
+@migrations()
+def m008_follow_up(db):
+    # When a lead first left "new" (a status change, a note or a reply): the clock of time to first answer,
+    # and what stops its reminders; reminders_sent counts the reminder steps already taken.
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN first_answer_at TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN reminders_sent INTEGER NOT NULL DEFAULT 0")
+    db.conn.execute("UPDATE submissions SET first_answer_at = status_at WHERE status != 'new' AND status_at != ''")
+    # Leads from before reminders existed were never promised one: reminding the owner of a month of them at
+    # once, on upgrade, would be a flood. They still show as overdue in the inbox.
+    db.conn.execute("UPDATE submissions SET reminders_sent = 1000 WHERE status = 'new'")
+    # A callback request: the day and slot the visitor chose, and when that slot begins (UTC), for ordering.
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_day TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_slot TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_at TEXT")
+    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_reminded INTEGER NOT NULL DEFAULT 0")
+    db["submissions"].create_index(["callback_at"])
+    # The owner's replies, kept as history; the outbox row of a reply points here for its text.
+    db["replies"].create(
+        {"id": int, "submission_id": int, "author": str, "body": str, "created_at": str, "message_id": str},
+        pk="id", not_null={"submission_id", "body", "created_at"},
+        foreign_keys=[("submission_id", "submissions", "id")],
+    )
+    db["replies"].create_index(["submission_id"])
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN reply_id INTEGER REFERENCES replies(id)")
+    # At most one autoreply per address per day is checked against this.
+    db["outbox"].create_index(["kind", "target", "created_at"])
+    # One row per daily digest (its local day is unique: a restart in the digest hour sends no second one),
+    # with the figures it reports, and no visitor's data: the oldest lead is read when the digest is sent, so
+    # deleting a submission leaves nothing of it here. Its outbox rows point here.
+    db["digests"].create(
+        {"id": int, "day": str, "created_at": str, "new_leads": int, "unanswered": int, "oldest_id": int},
+        pk="id", not_null={"day", "created_at"},
+    )
+    db["digests"].create_index(["day"], unique=True)
+    db.conn.execute("ALTER TABLE outbox ADD COLUMN digest_id INTEGER REFERENCES digests(id)")
 
 
 @migrations()

@@ -1,6 +1,7 @@
 """What Postbox's emails say, and headers that no visitor text can break out of."""
+import hashlib
 import re
-from datetime import datetime
+from datetime import date, datetime
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.message import EmailMessage
@@ -8,8 +9,9 @@ from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date, get_day_names
 from flask import current_app, render_template
-from flask_babel import force_locale
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 
 from config import LOCALES
@@ -69,7 +71,16 @@ def new_message_id(mail_from):
     return make_msgid(idstring="postbox", domain=mail_from.rpartition("@")[2] or "localhost")
 
 
-def build_owner_message(submission, form, message_id):
+def build_message(row, submission, form):
+    """Build the email of one outbox row: what it says depends on the row's kind."""
+    builders = {"lead": build_owner_message, "autoreply": build_autoreply, "reminder": build_reminder,
+                "reply": build_reply, "digest": build_digest}
+    if row["kind"] not in builders:
+        raise ValueError(f"no email is made for the kind {row['kind']!r}")
+    return builders[row["kind"]](submission, form, row["message_id"], row)
+
+
+def build_owner_message(submission, form, message_id, row=None):
     """Build the owner's email for a stored submission; needs an app context."""
     config = current_app.config
     received = datetime.fromisoformat(submission["received_at"])
@@ -81,6 +92,7 @@ def build_owner_message(submission, form, message_id):
             "fields": _listed_fields(submission, form),
             "received_local": received.astimezone(ZoneInfo(config["TIMEZONE"])),
             "labels": {"name": _("Name"), "email": _("Email"), "phone": _("Phone"), "subject": _("Subject")},
+            "callback": callback_line(submission),
         }
         subject = render_template("email/owner_subject.txt", **context)
         body = render_template("email/owner_body.txt", **context)
@@ -100,6 +112,153 @@ def build_owner_message(submission, form, message_id):
     return message
 
 
+def thread_id(submission, mail_from):
+    """The Message-ID the conversation about a submission hangs on: the same for every message, every retry."""
+    digest = hashlib.sha256(f"{submission['id']} {submission['received_at']}".encode()).hexdigest()[:16]
+    return f"<postbox.{submission['id']}.{digest}@{mail_from.rpartition('@')[2] or 'localhost'}>"
+
+
+def visitor_language(submission, form):
+    """The visitor's language for what we write to them: theirs, else the form's, else English."""
+    return LOCALES.get(submission.get("language") or form.language, LOCALES["en"])
+
+
+def _to_visitor(subject, body, form, row, submission):
+    """A message to the visitor from the site's address, in the conversation about their submission."""
+    config = current_app.config
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message.set_raw("Subject", encoded_text("Subject", subject))
+    message.set_raw("From", mailbox("From", form.title or "", config["MAIL_FROM"]))
+    message.set_raw("To", address_list("To", [row["target"]]))
+    message.set_raw("Date", format_datetime(datetime.now().astimezone()))
+    message.set_raw("Message-ID", row["message_id"])
+    thread = thread_id(submission, config["MAIL_FROM"])
+    message.set_raw("In-Reply-To", thread)
+    message.set_raw("References", thread)
+    message.set_raw("X-Postbox-Submission", str(submission["id"]))
+    message.set_content(body)
+    return message
+
+
+def build_autoreply(submission, form, message_id, row):
+    """The autoresponder: the owner's words or the default, and never a word the visitor typed."""
+    config = current_app.config
+    with force_locale(visitor_language(submission, form)):
+        subject = form.autoreply_subject or _("We have received your message")
+        body = render_template("email/autoreply.txt", form=form, text=form.autoreply_text,
+                               hours=hours_text(config["SCHEDULE"]), answer_within=config["REMIND_AFTER"])
+    message = _to_visitor(subject, body, form, row, submission)
+    # RFC 3834: an automatic answer; other autoresponders must not answer it back.
+    message.set_raw("Auto-Submitted", "auto-replied")
+    return message
+
+
+def build_reply(submission, form, message_id, row):
+    """The owner's reply, From the site's address (DMARC) and Reply-To the owner who wrote it."""
+    reply = row["owner_reply"]
+    with force_locale(visitor_language(submission, form)):
+        about = submission.get("subject") or submission.get("mail_subject") or form.title or _("Contact us")
+        subject = f"Re: {about}"  # "Re:" is not translated: mail programs recognise it as it is
+    message = _to_visitor(subject, reply["body"], form, row, submission)
+    if reply.get("author"):
+        message.set_raw("Reply-To", mailbox("Reply-To", "", reply["author"]))
+    return message
+
+
+def build_reminder(submission, form, message_id, row):
+    """A reminder to the owners: a lead is still unanswered, or a callback is about to be due."""
+    config = current_app.config
+    language = form.language or submission.get("language")
+    with force_locale(LOCALES.get(language, LOCALES["en"])):
+        subject, text = reminder_text(submission, form, config["PUBLIC_URL"])
+        body = render_template("email/reminder.txt", text=text, submission=submission)
+    message = _to_owners(subject, body, form, message_id)
+    reply_to = submission.get("reply_to") or submission.get("email")
+    if reply_to:
+        message.set_raw("Reply-To", mailbox("Reply-To", submission["name"], reply_to))
+    message.set_raw("X-Postbox-Submission", str(submission["id"]))
+    return message
+
+
+def build_digest(submission, form, message_id, row):
+    """The daily digest to the owners: how many leads came, how many wait, and the one waiting longest."""
+    config = current_app.config
+    with force_locale(LOCALES.get(form.language, LOCALES["en"])):
+        subject, body = digest_text(row["digest"], config["PUBLIC_URL"])
+    return _to_owners(subject, body, form, message_id)
+
+
+def _to_owners(subject, body, form, message_id):
+    """A message Postbox itself writes to the form's owners (a reminder, the digest)."""
+    config = current_app.config
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message.set_raw("Subject", encoded_text("Subject", subject))
+    message.set_raw("From", mailbox("From", "Postbox", config["MAIL_FROM"]))
+    message.set_raw("To", address_list("To", form.owners))
+    message.set_raw("Date", format_datetime(datetime.now().astimezone()))
+    message.set_raw("Message-ID", message_id)
+    message.set_raw("Auto-Submitted", "auto-generated")
+    message.set_content(body)
+    return message
+
+
+def digest_text(digest, public_url):
+    """The digest's title and text in the current locale, for email and messengers alike."""
+    oldest_local = ""
+    if digest["oldest_received_at"]:
+        received = datetime.fromisoformat(digest["oldest_received_at"])
+        oldest_local = received.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).strftime("%Y-%m-%d %H:%M")
+    title = _("Postbox digest for %(day)s", day=digest["day"])
+    text = render_template("notify/digest.txt", digest=digest, oldest_local=oldest_local,
+                           link=inbox_link(public_url, digest["oldest_id"]) if oldest_local else public_url)
+    return title, text
+
+
+def reminder_text(submission, form, public_url):
+    """A reminder's title and text, in the current locale: for email and messengers alike."""
+    name = submission["name"] or submission.get("email") or "?"
+    if submission.get("callback_at"):
+        title = _("Call back %(name)s now", name=name)
+    else:
+        title = _("%(name)s is still waiting for an answer", name=name)
+    text = render_template("notify/reminder.txt", submission=submission, title=title,
+                           callback=callback_line(submission), link=inbox_link(public_url, submission["id"]),
+                           first_line=first_line(submission["message"]))
+    return title, text
+
+
+def callback_line(submission):
+    """ "Call back … on … between …" for a callback request, in the current locale; "" for other leads."""
+    if not submission.get("callback_slot"):
+        return ""
+    start, _sep, end = submission["callback_slot"].partition("-")
+    day = format_date(date.fromisoformat(submission["callback_day"]), format="full", locale=get_locale())
+    return _("Call back %(name)s on %(day)s between %(start)s and %(end)s: %(phone)s",
+             name=submission["name"], day=day, start=start, end=end, phone=submission["phone"])
+
+
+def hours_text(schedule):
+    """The working hours in words of the current locale ("lun–ven 09:00–18:00"), or "" when always open."""
+    if not schedule.text:
+        return ""
+    names = get_day_names("abbreviated", locale=get_locale())
+    groups = []
+    for index, intervals in enumerate(schedule.days):
+        if not intervals:
+            continue
+        if groups and groups[-1][2] == intervals and groups[-1][1] == index - 1:
+            groups[-1][1] = index
+        else:
+            groups.append([index, index, intervals])
+    parts = []
+    for first, last, intervals in groups:
+        days = names[first] if first == last else f"{names[first]}–{names[last]}"
+        times = ", ".join(f"{start:%H:%M}–{'24:00' if end.hour == 23 and end.minute == 59 else f'{end:%H:%M}'}"
+                          for start, end in intervals)
+        parts.append(f"{days} {times}")
+    return "; ".join(parts)
+
+
 def _listed_fields(submission, form):
     fields = [("name", submission["name"]), ("email", submission["email"])]
     fields += [(name, submission[name]) for name in form.fields if submission.get(name)]
@@ -112,13 +271,17 @@ def inbox_link(public_url, submission_id):
     return f"{public_url}/admin/s/{submission_id}" if public_url else ""
 
 
-def lead_summary(submission, form, public_url):
-    """A messenger's title and short text for a new lead: who wrote, the first line, and the inbox link."""
+def lead_summary(submission, form, public_url, kind="lead", digest=None):
+    """A messenger's title and short text for a new lead (or a reminder): who, the first line, the inbox link."""
     language = form.language or submission.get("language")
     with force_locale(LOCALES.get(language, LOCALES["en"])):
+        if kind == "reminder":
+            return reminder_text(submission, form, public_url)
+        if kind == "digest":
+            return digest_text(digest, public_url)
         title = form.title or _("Contact us")
         text = render_template("notify/lead.txt", submission=submission, link=inbox_link(public_url, submission["id"]),
-                               first_line=first_line(submission["message"]))
+                               first_line=first_line(submission["message"]), callback=callback_line(submission))
     return title, text
 
 

@@ -2,6 +2,7 @@
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from urllib.parse import parse_qsl
 
 from email_validator import EmailNotValidError, validate_email
@@ -9,10 +10,11 @@ from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+import phonenumbers
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
-from wtforms import EmailField, StringField, TelField, TextAreaField
+from wtforms import EmailField, SelectField, StringField, TelField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
 from config import REQUIRED_FIELDS
@@ -236,6 +238,73 @@ class ContactForm(FlaskForm):
 
 
 FIELD_NAMES = ("name", "email", "phone", "subject", "message")
+
+
+# --- The callback request ----------------------------------------------------------------------
+
+CALLBACK_DAYS_AHEAD = 60
+
+
+def callable_phone(form, field):
+    """Read the number as the visitor typed it, in the owner's region unless it starts with +; keep E.164."""
+    region = current_app.config["PHONE_REGION"] or None
+    try:
+        number = phonenumbers.parse(field.data or "", region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        message = _("Please enter a phone number we can call.") if region else \
+            _("Please enter a phone number we can call, with its country code (such as +39).")
+        raise StopValidation(Problem(message, "TYPE_PHONE"))
+    field.data = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def day_ahead(form, field):
+    """A day (YYYY-MM-DD, as a date input sends it) from today in the owner's zone up to CALLBACK_DAYS_AHEAD on."""
+    try:
+        day = date.fromisoformat(field.data or "")
+    except ValueError:
+        raise StopValidation(Problem(_("Please choose a day."), "TYPE_DATE")) from None
+    today = form.today
+    if not today <= day <= today + timedelta(days=CALLBACK_DAYS_AHEAD):
+        raise StopValidation(Problem(_("Please choose a day from today to %(days)d days ahead.",
+                                       days=CALLBACK_DAYS_AHEAD), "TYPE_DATE"))
+    field.data = day.isoformat()
+
+
+def offered_slot(form, field):
+    if field.data not in form.slots:
+        raise StopValidation(Problem(_("Please choose one of the times offered."), "TYPE_CHOICE"))
+
+
+class CallbackForm(FlaskForm):
+    """The callback request: who to call, the number, and when; the visitor's `today` is the owner's."""
+
+    class Meta:
+        csrf = False
+
+    required_fields = ("name", "phone")
+    name = StringField(_l("Your name"), [required, max_length(100), no_control_characters], filters=[strip])
+    phone = TelField(_l("Your phone number"), [required, max_length(50), callable_phone], filters=[strip])
+    day = StringField(_l("Which day?"), [day_ahead], filters=[strip])
+    slot = SelectField(_l("At what time?"), [offered_slot], validate_choice=False)
+    note = TextAreaField(_l("Anything we should know before calling?"), [max_length(2000), no_control_characters])
+
+    def __init__(self, *args, today=None, slots=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today
+        self.slots = tuple(slots)
+        self.slot.choices = [(slot, slot.replace("-", "–")) for slot in slots]
+
+
+def validate_callback(pairs, today, slots):
+    """Validate a callback request's pairs; return (bound CallbackForm, special fields, errors)."""
+    names = ("name", "phone", "day", "slot", "note")
+    form = CallbackForm(formdata=MultiDict([(n, v) for n, v in pairs if n in names]), today=today, slots=slots)
+    form.validate()
+    errors = [{"field": name, "code": getattr(message, "code", "INVALID"), "message": str(message)}
+              for name, messages in form.errors.items() for message in messages]
+    return form, _special_fields(pairs, errors), errors
 
 
 @dataclass

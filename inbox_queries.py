@@ -2,6 +2,7 @@
 import re
 from datetime import datetime, timedelta
 
+import replies
 from database import STATUSES, utc_now_iso, write_transaction
 from submissions import decode_submission
 
@@ -203,18 +204,25 @@ def set_status(db, submission_ids, status, by):
     """Change the status of the given submissions, recording who did it and when; return how many changed."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    at = utc_now_iso()
     with write_transaction(db):
         cursor = db.conn.executemany(
             "UPDATE submissions SET status = ?, status_by = ?, status_at = ? WHERE id = ?",
-            [(status, by, utc_now_iso(), submission_id) for submission_id in submission_ids],
+            [(status, by, at, submission_id) for submission_id in submission_ids],
         )
-    return cursor.rowcount
+        changed = cursor.rowcount
+        if status != "new":
+            replies.mark_first_answer(db, submission_ids, at)
+    return changed
 
 
 def set_note(db, submission_id, note):
+    """Save the owner's note; a note counts as acting on the lead (its reminders stop)."""
     with write_transaction(db):
-        cursor = db.conn.execute("UPDATE submissions SET note = ? WHERE id = ?", [note, submission_id])
-    return cursor.rowcount
+        changed = db.conn.execute("UPDATE submissions SET note = ? WHERE id = ?", [note, submission_id]).rowcount
+        if note:
+            replies.mark_first_answer(db, [submission_id], utc_now_iso())
+    return changed
 
 
 def _delete_ids(db, submission_ids):
@@ -222,6 +230,7 @@ def _delete_ids(db, submission_ids):
     db.conn.execute(f"DELETE FROM delivery_log WHERE outbox_id IN"
                     f" (SELECT id FROM outbox WHERE submission_id IN ({marks}))", submission_ids)
     db.conn.execute(f"DELETE FROM outbox WHERE submission_id IN ({marks})", submission_ids)
+    db.conn.execute(f"DELETE FROM replies WHERE submission_id IN ({marks})", submission_ids)
     return db.conn.execute(f"DELETE FROM submissions WHERE id IN ({marks})", submission_ids).rowcount
 
 
@@ -283,7 +292,8 @@ def _extra_value(name):
 def iter_export_rows(db, filters, extra_names):
     """Yield one tuple per matching submission, oldest first, for a spreadsheet.
 
-    The cells are EXPORT_COLUMNS with the extra fields named after "message", then the delivery state, every
+    The cells are EXPORT_COLUMNS with the extra fields named after "message", then the delivery state and
+    first_answer_at (raw: the caller turns it into working hours), every
     text cell made safe by OWASP's rule; received_at stays the stored UTC text. A last cell holds the extra
     fields' JSON when one of them has a NUL, which SQLite cannot extract; it is None otherwise.
     """
@@ -297,12 +307,22 @@ def iter_export_rows(db, filters, extra_names):
         cell_params += expression_params * 3
     cells.append(f"coalesce(nullif({DELIVERY_STATE}, ''),"
                  " CASE WHEN submissions.status = 'spam' THEN 'not sent (spam)' ELSE '' END)")
+    cells.append("submissions.first_answer_at")  # turned into working hours by the caller
     # SQLite's JSON functions cut a value at a NUL: such rows also bring their extra fields' JSON, for Python.
     cells.append("CASE WHEN instr(submissions.extra, '\\u0000') THEN submissions.extra END")
     cursor = db.conn.cursor()
     cursor.row_factory = None  # plain tuples: a million sqlite3.Row objects cost more than the query
     yield from cursor.execute(f"SELECT {', '.join(cells)} FROM submissions WHERE {where}"
                               " ORDER BY received_at, id", [*cell_params, *params])
+
+
+def open_callbacks(db, limit=50):
+    """Callback requests not yet done, by when their slot begins."""
+    return [dict(row) for row in db.conn.execute(
+        "SELECT id, name, phone, callback_day, callback_slot, callback_at, status FROM submissions"
+        # The unary + keeps SQLite from walking every new lead by status: only callbacks have a callback_at.
+        " WHERE callback_at > '' AND +status IN ('new', 'in_progress') ORDER BY callback_at, id LIMIT ?",
+        [limit])]
 
 
 def iter_submissions(db, filters):

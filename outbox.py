@@ -21,6 +21,8 @@ from channels.base import ChannelDown, Permanent, Retry, TargetOff
 from config import ConfigError
 from database import file_identity, open_db, write_transaction
 import delivery_process
+import followup
+import replies
 import submissions
 import upkeep
 
@@ -44,14 +46,16 @@ def check_lease(config):
 
 # --- Queueing -----------------------------------------------------------------------------------------------
 
-def notifications_for(config, form, kind="lead"):
-    """Return one notification per target of every channel the form uses.
+def notifications_for(config, form, kind="lead", channels=None):
+    """Return one notification per target of every channel the form uses (or of the named `channels`).
 
     A channel's targets share one message id: it is one message (one email to two owners, one event to
     two webhooks), and each target's copy keeps that id across every retry.
     """
     notifications = []
     for name, channel_class in CHANNELS.items():
+        if channels is not None and name not in channels:
+            continue
         channel = channel_class(config)
         targets = channel.targets(form)
         message_id = channel.new_message_id() if targets else ""
@@ -60,17 +64,33 @@ def notifications_for(config, form, kind="lead"):
     return notifications
 
 
+AUTOREPLY_EVERY_SECONDS = 24 * 3600
+
+
 def queue(db, submission_id, notifications, now):
-    """Insert a submission's outbox rows, inside the caller's transaction; a target turned off gets 'off'."""
+    """Insert a submission's outbox rows, inside the caller's transaction; a target turned off gets 'off'.
+
+    An autoreply to an address that had one in the last 24 hours is left out. Checked here, inside the
+    transaction that stores the submission, two posts at the same moment still give one autoreply.
+    """
     for notification in notifications:
+        if notification["kind"] == "autoreply" and _autoreplied_recently(db, notification["target"], now):
+            continue
         off = db.conn.execute("SELECT off_at FROM delivery_targets WHERE channel = ? AND target = ?"
                               " AND off_at IS NOT NULL", [notification["channel"], notification["target"]]).fetchone()
         db.conn.execute(
             "INSERT INTO outbox (submission_id, kind, channel, target, message_id, state, created_at, next_attempt_at,"
-            " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " last_error, reply_id, digest_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [submission_id, notification["kind"], notification["channel"], notification["target"],
              notification["message_id"], "off" if off else "pending", now, now,
-             "this target was turned off" if off else None])
+             "this target was turned off" if off else None, notification.get("reply_id"),
+             notification.get("digest_id")])
+
+
+def _autoreplied_recently(db, address, now):
+    row = db.conn.execute("SELECT 1 FROM outbox WHERE kind = 'autoreply' AND target = ? AND created_at > ? LIMIT 1",
+                          [address, now - AUTOREPLY_EVERY_SECONDS]).fetchone()
+    return row is not None
 
 
 # --- Claims and leases --------------------------------------------------------------------------------------
@@ -191,8 +211,9 @@ def resend(db, submission_id, now, outbox_id=None):
     with write_transaction(db):
         cursor = db.conn.execute(
             "UPDATE outbox SET state = 'pending', next_attempt_at = :now, created_at = :now, lease_until = 0,"
-            " claimant = NULL, lease_token = NULL WHERE submission_id = :submission AND kind = 'lead'"
-            " AND (:outbox IS NULL OR id = :outbox)", {"now": now, "submission": submission_id, "outbox": outbox_id})
+            " claimant = NULL, lease_token = NULL WHERE submission_id = :submission"
+            " AND ((:outbox IS NULL AND kind = 'lead') OR id = :outbox)",
+            {"now": now, "submission": submission_id, "outbox": outbox_id})
         if outbox_id is not None:
             # The owner asked for this target explicitly: a 410 is not the last word.
             db.conn.execute("UPDATE delivery_targets SET off_at = NULL WHERE (channel, target) IN"
@@ -279,6 +300,10 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
                 submission = submissions.get_submission(db, row["submission_id"])
                 if submission is None:
                     raise Permanent("the submission was deleted")
+                if row.get("reply_id"):
+                    row["owner_reply"] = replies.get_reply(db, row["reply_id"])
+                if row.get("digest_id"):
+                    row["digest"] = followup.get_digest(db, row["digest_id"])
                 if row["channel"] not in sessions:
                     sessions[row["channel"]] = stack.enter_context(channel.session())
                 answer = channel.send(sessions[row["channel"]], row, submission, _form_of(config, submission))
@@ -382,6 +407,7 @@ class DeliveryWorker:
 
     def run(self):
         db, identity, replaced = None, None, False
+        next_follow_up = 0.0
         try:
             while not self.stopping.is_set():
                 self.wakeup.clear()
@@ -397,6 +423,9 @@ class DeliveryWorker:
                         replaced = True
                         self.stopping.wait(self.app.config["POLL_SECONDS"])
                         continue
+                    if self.clock() >= next_follow_up:  # reminders and the digest: once a minute is on time
+                        next_follow_up = self.clock() + followup.EVERY_SECONDS  # a failing one waits a minute too
+                        followup.schedule_due(self.app, db, self.clock())
                     upkeep.run_due(self.app, db, self.clock())  # retention hourly, the mail-stopped alarm
                     if deliver_due(self.app, db, self.claimant, self.clock, self.stopping):
                         continue

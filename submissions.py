@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import outbox
-from database import (CORE_FIELDS, StorageUnavailable, file_identity, is_storage_down, open_db, utc_now_iso,
-                      write_transaction)
+from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, file_identity, is_storage_down, open_db,
+                      utc_now_iso, write_transaction)
 
 
 def init_app(app):
@@ -39,6 +39,8 @@ def _insert_submission(db, submission, notifications):
         status=submission.get("status") or "new",
         spam_reason=submission.get("spam_reason") or "",
     )
+    # A callback request's day, slot and the moment the slot begins (the follow-up's columns).
+    row.update({name: submission[name] for name in CALLBACK_COLUMNS if submission.get(name)})
     columns = ", ".join(row)
     placeholders = ", ".join("?" for _ in row)
     cursor = db.conn.execute(f"INSERT INTO submissions ({columns}) VALUES ({placeholders})", list(row.values()))

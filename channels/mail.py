@@ -6,7 +6,7 @@ import time
 import uuid
 
 from channels.base import Channel, ChannelDown, Permanent, Retry
-from emails import build_owner_message, new_message_id
+from emails import build_message, new_message_id
 
 # smtplib opens the connection, EHLO, STARTTLS, EHLO again and AUTH: each one command with its own timeout.
 COMMANDS_BEFORE_DATA = 8
@@ -30,7 +30,7 @@ class EmailChannel(Channel):
         return FileSession(self.config["MAIL_DIR"])
 
     def send(self, session, row, submission, form):
-        message = build_owner_message(submission, form, row["message_id"])
+        message = build_message(row, submission, form)
         data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
         return session.send(data, self.config["MAIL_FROM"], row["target"], submission["id"])
 

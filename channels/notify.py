@@ -43,7 +43,9 @@ class NotifyChannel(Channel):
         if url is None:
             raise Permanent("this messenger is no longer among the form's notify URLs")
         plugin = service(url, timeout=self.config["NOTIFY_TIMEOUT"])
-        title, body = lead_summary(submission, form, self.config["PUBLIC_URL"])
+        if row["kind"] not in ("lead", "reminder", "digest"):
+            raise Permanent(f"messengers are not sent the kind {row['kind']!r}")
+        title, body = lead_summary(submission, form, self.config["PUBLIC_URL"], row["kind"], row.get("digest"))
         with apprise.LogCapture(level=logging.WARNING) as captured:
             delivered = plugin.notify(body=body, title=title)
         if not delivered:

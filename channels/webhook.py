@@ -34,6 +34,8 @@ class WebhookChannel(Channel):
         url = next((url for url in form.webhooks if label(url) == row["target"]), None)
         if url is None:
             raise Permanent("this webhook is no longer among the form's webhooks")
+        if row["kind"] != "lead":
+            raise Permanent(f"webhooks are sent new leads only, not the kind {row['kind']!r}")
         body = json.dumps(payload(submission, self.config["PUBLIC_URL"]), ensure_ascii=False)
         now = datetime.now(timezone.utc)
         headers = {

@@ -65,7 +65,7 @@ def test_extra_fields_are_the_union_in_first_seen_order(app, owner, db):
     header = list(rows[0])
     assert header[:9] == list(admin.BASE_COLUMNS)
     assert header[9:13] == ["colour", "size", "delivery_day", "extra:name"]
-    assert header[-1] == "delivery"
+    assert header[-2:] == ["delivery", "first_answer_hours"]
     assert [(row["colour"], row["size"], row["delivery_day"]) for row in rows] == [
         ("red", "L", ""), ("", "", ""), ("blue", "", "Saturday")]
     assert rows[2]["extra:name"] == "clash" and rows[2]["name"] == "Anna Rossi"

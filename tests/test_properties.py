@@ -103,7 +103,7 @@ def test_routes_without_login_answer_no_data(app):
     env = {**os.environ, "POSTBOX_DATABASE": app.config["DATABASE"], "POSTBOX_SECRET_KEY": "x"}
     listing = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "routes"], cwd=ROOT, env=env,
                              capture_output=True, text=True, check=True).stdout
-    public_prefixes = ("/contactus", "/f/", "/static/", "/favicon.ico", "/healthz", "/metrics")
+    public_prefixes = ("/contactus", "/f/", "/static/", "/favicon.ico", "/healthz", "/metrics", "/callback")
     client = app.test_client()
     checked = 0
     for rule in app.url_map.iter_rules():

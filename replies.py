@@ -1,0 +1,45 @@
+"""The owner's answers: replies kept as a submission's history, and the moment a lead first left "new"."""
+import outbox
+from database import utc_now_iso, write_transaction
+
+
+def mark_first_answer(db, submission_ids, at):
+    """Record, inside the caller's transaction, that these leads were acted on: reminders stop, the clock stops."""
+    db.conn.executemany("UPDATE submissions SET first_answer_at = ? WHERE id = ? AND first_answer_at IS NULL",
+                        [(at, submission_id) for submission_id in submission_ids])
+    # A reminder still waiting to be sent is about a lead no longer waiting.
+    db.conn.executemany("UPDATE outbox SET state = 'off', last_error = 'the lead was answered' WHERE submission_id = ?"
+                        " AND kind = 'reminder' AND state = 'pending' AND lease_token IS NULL",
+                        [(submission_id,) for submission_id in submission_ids])
+
+
+def reply_notification(config, address):
+    """The outbox row of a reply: one email to the visitor, with a Message-ID of its own."""
+    message_id = outbox.CHANNELS["email"](config).new_message_id()
+    return {"kind": "reply", "channel": "email", "target": address, "message_id": message_id}
+
+
+def save_reply(db, submission_id, author, body, notification, now):
+    """Keep the reply, queue its email to the visitor and mark the lead answered, in one transaction."""
+    at = utc_now_iso()
+    with write_transaction(db):
+        reply_id = db.conn.execute(
+            "INSERT INTO replies (submission_id, author, body, created_at, message_id) VALUES (?, ?, ?, ?, ?)",
+            [submission_id, author, body, at, notification["message_id"]]).lastrowid
+        outbox.queue(db, submission_id, [{**notification, "reply_id": reply_id}], now)
+        db.conn.execute("UPDATE submissions SET status = 'answered', status_by = ?, status_at = ? WHERE id = ?",
+                        [author, at, submission_id])
+        mark_first_answer(db, [submission_id], at)
+    return reply_id
+
+
+def get_reply(db, reply_id):
+    row = db.conn.execute("SELECT * FROM replies WHERE id = ?", [reply_id]).fetchone()
+    return dict(row) if row else None
+
+
+def replies_of(db, submission_id):
+    """A submission's replies, oldest first, each with the state of its email."""
+    return [dict(row) for row in db.conn.execute(
+        "SELECT replies.*, outbox.state AS delivery FROM replies LEFT JOIN outbox ON outbox.reply_id = replies.id"
+        " WHERE replies.submission_id = ? ORDER BY replies.id", [submission_id])]
