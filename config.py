@@ -48,6 +48,7 @@ DEFAULTS = {
     "LEASE_SECONDS": 900,
     "POLL_SECONDS": 1,
     "BATCH_SIZE": 50,
+    "ACCESS_LOG": True,  # gunicorn's line per request (read by gunicorn.conf.py)
     "DELIVERY": "process",  # process: beside the web process; thread: in each web process; external: none
     "WEBHOOKS": "",  # URLs every form posts its submissions to, unless its forms-file entry says otherwise
     "WEBHOOK_SECRET": "",  # whsec_…, signs every webhook (Standard Webhooks)
@@ -199,7 +200,7 @@ def _check_numbers(config):
     if delivery not in DELIVERY_MODES:
         raise ConfigError("DELIVERY", f"must be one of {', '.join(DELIVERY_MODES)}, got {config['DELIVERY']!r}")
     config["DELIVERY"] = delivery
-    for name in ("CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE", "AUTOREPLY"):
+    for name in ("CHECK_DELIVERABILITY", "WEBHOOK_ALLOW_PRIVATE", "AUTOREPLY", "ACCESS_LOG"):
         _flag(config, name)
 
 

