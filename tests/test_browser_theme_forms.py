@@ -190,6 +190,8 @@ def test_an_invalid_theme_post_leads_back_to_the_theme_in_the_visitors_language(
         expect(page.locator("form")).to_have_count(0)  # never our own form in place of the owner's
         screenshot(page, f"go-back-{lang}")
 
+        # back.js is deferred: it runs before DOMContentLoaded, and until then the link is a plain link.
+        page.wait_for_load_state("domcontentloaded")
         page.get_by_role("link", name=t(lang, "Go back to the form")).click()
         page.wait_for_url(f"{site.url}/bare.html")
         expect(page.locator("[name=name]")).to_have_value("Sita Rao")  # what they typed is still there
@@ -206,6 +208,8 @@ def test_an_unknown_form_key_leads_back_too(browser, site, postbox):
         page.fill("[name=_replyto]", "reader@example.com")
         page.click("text=Send")
         expect(page.get_by_role("heading", name=t("it", "Not found"))).to_be_visible()
+        # back.js is deferred: it runs before DOMContentLoaded, and until then the link is a plain link.
+        page.wait_for_load_state("domcontentloaded")
         page.get_by_role("link", name=t("it", "Go back to the form")).click()
         page.wait_for_url(f"{site.url}/formspree.html")
     finally:
