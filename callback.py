@@ -11,7 +11,6 @@ from flask_babel import gettext as _
 from flask_babel import refresh
 
 import contact
-import outbox
 import spam
 from forms import BadRequestBody, CallbackForm, Submission, read_body, validate_callback
 
@@ -93,15 +92,5 @@ def submit():
 def store(form, submission, day, slot):
     """Save the request with its notifications queued (none for spam), then wake the delivery worker."""
     # The duplicate rule looks for the same message from the same email address; a callback has none.
-    reason = spam.spam_reason(form.key, submission)
-    record = dict(
-        submission.fields, form=form.key, page=contact.page_url(), ip=request.remote_addr or "",
-        user_agent=request.user_agent.string[:300], language=g.language, status="spam" if reason else "new",
-        spam_reason=reason, callback_day=day, callback_slot=slot, callback_at=slot_start(day, slot),
-    )
-    notifications = [] if reason else outbox.notifications_for(current_app.config, form)
-    saved = current_app.extensions["postbox.writer"].save(record, notifications,
-                                                          key=contact.idempotency_key(form, submission))
-    if not reason and not saved.repeated:
-        outbox.wake_worker(current_app)
-    return saved.id
+    return contact.store(form, submission, duplicate_rule=False, columns={
+        "callback_day": day, "callback_slot": slot, "callback_at": slot_start(day, slot)})

@@ -187,9 +187,11 @@ def submit(form_key):
     return accepted(form, submission, submission_id)
 
 
-def store(form, submission):
+def store(form, submission, columns=None, duplicate_rule=True):
     """Save the submission with one notification per channel target queued, then wake the delivery worker.
 
+    columns: what a built-in form stores besides the fields (a callback's day and slot). duplicate_rule: the
+    same message from the same address minutes ago is spam; off for a form that asks for no address.
     Returns the submission's id: the first one's, when this is a repeat of a named submission.
     Raises database.StorageUnavailable when it cannot be stored within POSTBOX_STORE_TIMEOUT.
     """
@@ -198,13 +200,14 @@ def store(form, submission):
         submission.fields, form=form.key, extra=submission.extra,
         reply_to=submission.special.get("_replyto") or "", mail_subject=submission.special.get("_subject") or "",
         page=page_url(), ip=request.remote_addr or "", user_agent=request.user_agent.string[:300],
-        language=g.language, status="spam" if reason else "new", spam_reason=reason,
+        language=g.language, status="spam" if reason else "new", spam_reason=reason, **(columns or {}),
     )
     notifications = () if reason else [
         *outbox.notifications_for(current_app.config, form),
         *followup.autoreply_notifications(current_app.config, form, submission.fields["email"])]
     saved = current_app.extensions["postbox.writer"].save(
-        record, notifications, key=idempotency_key(form, submission), duplicate_since=spam.duplicate_since())
+        record, notifications, key=idempotency_key(form, submission),
+        duplicate_since=spam.duplicate_since() if duplicate_rule else None)
     if saved.repeated:
         current_app.logger.info("form %s: a repeat of submission %s, answered as the first", form.key, saved.id)
     elif saved.status == "spam":
