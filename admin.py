@@ -27,12 +27,13 @@ from wtforms.validators import DataRequired
 
 import answer_times
 import database
+import emails
 import health
 import inbox_queries
 import outbox
 import passwords
-from config import LANGUAGES, LOCALES
 import replies
+from config import LANGUAGES, LOCALES, form_for_key
 from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -346,9 +347,9 @@ def answer_weeks(db, now):
     return weeks
 
 
-def first_line(text, limit=120):
-    line = (text or "").strip().split("\n", 1)[0].strip()
-    return line if len(line) <= limit else line[:limit - 1] + "…"
+def first_line(text):
+    """A message's first line for the list, shorter than in a messenger's text."""
+    return emails.first_line(text, limit=120)
 
 
 # --- The chart ----------------------------------------------------------------------------------------
@@ -459,8 +460,7 @@ def resend(submission_id):
     db = database.get_db()
     outbox_id = read_id(request.form.get("outbox_id"))
     if not outbox.resend(db, submission_id, time.time(), outbox_id) and outbox_id is None:
-        forms = current_app.config["FORM_DEFINITIONS"]
-        form = forms.get(submission["form"]) or forms["contactus"]
+        form = form_for_key(current_app.config, submission["form"])
         outbox.queue_for(db, submission_id, outbox.notifications_for(current_app.config, form), time.time())
     outbox.wake_worker(current_app)
     flash(_("The notification will be sent again now.") if outbox_id else _("Every notification will be sent again now."),

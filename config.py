@@ -358,6 +358,12 @@ def notify_list(config_name, value):
     return urls
 
 
+def form_for_key(config, key):
+    """A stored submission's form settings: the default form's when its key has left the forms file since."""
+    forms = config["FORM_DEFINITIONS"]
+    return forms.get(key) or forms["contactus"]
+
+
 def origin_list(config_name, value):
     """Parse allowed origins ('https://example.com') into normalised scheme://host[:port] strings."""
     items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")

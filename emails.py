@@ -84,8 +84,7 @@ def build_owner_message(submission, form, message_id, row=None):
     """Build the owner's email for a stored submission; needs an app context."""
     config = current_app.config
     received = datetime.fromisoformat(submission["received_at"])
-    language = form.language or submission.get("language")
-    with force_locale(LOCALES.get(language, LOCALES["en"])):
+    with force_locale(owner_language(submission, form)):
         context = {
             "submission": submission,
             "form": form,
@@ -116,6 +115,11 @@ def thread_id(submission, mail_from):
     """The Message-ID the conversation about a submission hangs on: the same for every message, every retry."""
     digest = hashlib.sha256(f"{submission['id']} {submission['received_at']}".encode()).hexdigest()[:16]
     return f"<postbox.{submission['id']}.{digest}@{mail_from.rpartition('@')[2] or 'localhost'}>"
+
+
+def owner_language(submission, form):
+    """The owners' language for what we write to them: the form's, else the visitor's, else English."""
+    return LOCALES.get(form.language or submission.get("language"), LOCALES["en"])
 
 
 def visitor_language(submission, form):
@@ -168,8 +172,7 @@ def build_reply(submission, form, message_id, row):
 def build_reminder(submission, form, message_id, row):
     """A reminder to the owners: a lead is still unanswered, or a callback is about to be due."""
     config = current_app.config
-    language = form.language or submission.get("language")
-    with force_locale(LOCALES.get(language, LOCALES["en"])):
+    with force_locale(owner_language(submission, form)):
         subject, text = reminder_text(submission, form, config["PUBLIC_URL"])
         body = render_template("email/reminder.txt", text=text, submission=submission)
     message = _to_owners(subject, body, form, message_id)
@@ -273,8 +276,7 @@ def inbox_link(public_url, submission_id):
 
 def lead_summary(submission, form, public_url, kind="lead", digest=None):
     """A messenger's title and short text for a new lead (or a reminder): who, the first line, the inbox link."""
-    language = form.language or submission.get("language")
-    with force_locale(LOCALES.get(language, LOCALES["en"])):
+    with force_locale(owner_language(submission, form)):
         if kind == "reminder":
             return reminder_text(submission, form, public_url)
         if kind == "digest":

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import business_hours
 import outbox
+from config import form_for_key
 from database import write_transaction
 
 log = logging.getLogger("postbox.followup")
@@ -56,11 +57,6 @@ def schedule_due(app, db, now):
     return queued
 
 
-def _form_of(config, key):
-    forms = config["FORM_DEFINITIONS"]
-    return forms.get(key) or forms["contactus"]
-
-
 def _remind_unanswered(config, db, moment, now):
     """One reminder per step for each lead still new: a worker that was down sends one, not the missed ones.
 
@@ -92,7 +88,7 @@ def _queue_reminder(config, db, lead, step, now):
             " AND first_answer_at IS NULL", [step, lead["id"], step]).rowcount
         if taken:
             outbox.queue(db, lead["id"], outbox.notifications_for(
-                config, _form_of(config, lead["form"]), kind="reminder", channels=REMINDER_CHANNELS), now)
+                config, form_for_key(config, lead["form"]), kind="reminder", channels=REMINDER_CHANNELS), now)
     return taken == 1
 
 
@@ -106,7 +102,7 @@ def _remind_callbacks(config, db, moment, now):
             "SELECT id, form FROM submissions WHERE callback_at <= ? AND callback_at >= ? AND callback_reminded = 0"
             " AND +status IN ('new', 'in_progress')", [until, since]).fetchall()
         for callback in callbacks:
-            notifications = outbox.notifications_for(config, _form_of(config, callback["form"]), kind="reminder",
+            notifications = outbox.notifications_for(config, form_for_key(config, callback["form"]), kind="reminder",
                                                      channels=REMINDER_CHANNELS)
             outbox.queue(db, callback["id"], notifications, now)
             db.conn.execute("UPDATE submissions SET callback_reminded = 1 WHERE id = ?", [callback["id"]])

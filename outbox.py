@@ -2,9 +2,9 @@
 soon as it is known, and the delivery worker that runs it.
 
 Every notification is one row per channel target. A worker claims a batch with a lease and a token; before
-each message it extends that message's lease (a worker whose lease was taken finds out there and sends
-nothing more), and right after the other side answers it commits the outcome, so a killed worker repeats at
-most the one message it had in flight.
+each message it makes sure the lease outlasts that message's worst case, extending it when it would not (a
+worker whose lease was taken finds out there and sends nothing more), and right after the other side answers
+it commits the outcome, so a killed worker repeats at most the one message it had in flight.
 """
 import logging
 import os
@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from channels import CHANNELS
 from channels.base import ChannelDown, Permanent, Retry, TargetOff
-from config import ConfigError
+from config import ConfigError, form_for_key
 from database import file_identity, open_db, write_transaction
 import delivery_process
 import followup
@@ -306,7 +306,7 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
                     row["digest"] = followup.get_digest(db, row["digest_id"])
                 if row["channel"] not in sessions:
                     sessions[row["channel"]] = stack.enter_context(channel.session())
-                answer = channel.send(sessions[row["channel"]], row, submission, _form_of(config, submission))
+                answer = channel.send(sessions[row["channel"]], row, submission, form_for_key(config, submission["form"]))
             except ChannelDown as error:
                 down.add(row["channel"])
                 _channel_down(db, row, token, str(error), clock, config)
@@ -328,11 +328,6 @@ def _lease_covers_one_send(db, row, token, channel, clock, config):
         return True
     row["lease_until"] = now + config["LEASE_SECONDS"]
     return renew(db, row, token, row["lease_until"])
-
-
-def _form_of(config, submission):
-    forms = config["FORM_DEFINITIONS"]
-    return forms.get(submission["form"]) or forms["contactus"]
 
 
 def _record(db, row, token, outcome, now, detail, next_attempt_at=None):
@@ -407,7 +402,6 @@ class DeliveryWorker:
 
     def run(self):
         db, identity, replaced = None, None, False
-        next_follow_up = 0.0
         try:
             while not self.stopping.is_set():
                 self.wakeup.clear()
@@ -423,10 +417,7 @@ class DeliveryWorker:
                         replaced = True
                         self.stopping.wait(self.app.config["POLL_SECONDS"])
                         continue
-                    if self.clock() >= next_follow_up:  # reminders and the digest: once a minute is on time
-                        next_follow_up = self.clock() + followup.EVERY_SECONDS  # a failing one waits a minute too
-                        followup.schedule_due(self.app, db, self.clock())
-                    upkeep.run_due(self.app, db, self.clock())  # retention hourly, the mail-stopped alarm
+                    upkeep.run_due(self.app, db, self.clock())  # follow-up, retention, the mail-stopped alarm
                     if deliver_due(self.app, db, self.claimant, self.clock, self.stopping):
                         continue
                     self.wakeup.wait(self._idle_seconds(db))

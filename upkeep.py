@@ -1,10 +1,12 @@
-"""What the delivery worker does besides delivering: retention hourly, and the alarm when owner email stops.
+"""What the delivery worker does besides delivering: follow-up (reminders, the digest) every minute, retention
+hourly, and the alarm when owner email stops.
 
 The worker calls `run_due` once per pass of its loop (at least every POLL_SECONDS); each duty keeps its own
 schedule, so a pass costs one comparison when nothing is due.
 """
 import threading
 
+import followup
 import health
 import retention
 
@@ -16,9 +18,13 @@ class Upkeep:
         self.lock = threading.Lock()
         self.purge = retention.HourlyPurge(started_at=now)
         self.mail_alarm = health.MailAlarm(app)
+        self.next_follow_up = now
 
     def run_due(self, app, db, now):
         with self.lock:
+            if now >= self.next_follow_up:  # reminders and the digest: once a minute is on time
+                self.next_follow_up = now + followup.EVERY_SECONDS  # a failing pass waits a minute too
+                followup.schedule_due(app, db, now)
             self.purge.run_if_due(app, db, now)
             self.mail_alarm.check(db, now)
 
