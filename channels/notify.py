@@ -1,4 +1,5 @@
 """The messenger channel: a short text through Apprise (Telegram, Slack, Discord, Matrix, ntfy and many more)."""
+import functools
 import logging
 
 import apprise
@@ -20,8 +21,13 @@ def service(url, timeout=None):
     return plugin
 
 
+@functools.lru_cache(maxsize=256)
 def label(url):
-    """The outbox's label for a messenger URL: Apprise's own masked form, never the token."""
+    """The outbox's label for a messenger URL: Apprise's own masked form, never the token.
+
+    Cached: every submission asks for its form's labels in the request, and loading Apprise's plugin for a
+    URL each time would put that work on the visitor's wait; a URL's label never changes.
+    """
     plugin = service(url)
     shown = plugin.url(privacy=True) if plugin is not None else public_part(url)
     return url_label(url, shown.split("?", 1)[0])
