@@ -249,6 +249,16 @@ def is_storage_down(error):
     return code is not None and (code & 0xFF) in STORAGE_DOWN_CODES
 
 
+def is_busy(error):
+    """Tell whether an SQLite error says another connection holds a lock: worth waiting for, not a failure.
+
+    Its extended codes count too: SQLITE_BUSY_RECOVERY comes while another process rebuilds the WAL index
+    after the last connection closed, as a process that just took the lock and exited leaves it.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) == sqlite3.SQLITE_BUSY
+
+
 def file_identity(path):
     """The (device, inode) of the database file, or None when it is gone: a replaced file has another."""
     try:
@@ -304,7 +314,7 @@ def _set_wal_mode(conn, seconds=OPEN_WAIT_SECONDS):
             conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as error:
-            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+            if not is_busy(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)])
 
@@ -378,7 +388,7 @@ def _begin_immediate(db, deadline, clock):
             return
         except sqlite3.OperationalError as error:
             remaining = deadline - clock()
-            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or remaining <= 0:
+            if not is_busy(error) or remaining <= 0:
                 raise
             time.sleep(min(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)], remaining))
 

@@ -58,11 +58,15 @@ class DeliveryProcess:
         self.process = None
         self.stopping = False
         self.master_pid = os.getpid()
-        self.watcher = threading.Thread(target=self.watch, name="postbox-delivery-watch", daemon=True)
+        self.watcher = None
 
     def start(self):
+        import gevent  # the master runs gevent's loop: gunicorn.conf.py patches everything before it starts
+
         self.process = self.spawn()
-        self.watcher.start()
+        # A bare greenlet, not a Thread: a forked web worker inherits it, and a patched Thread ending there
+        # logged a KeyError traceback from threading's bookkeeping at every start.
+        self.watcher = gevent.spawn(self.watch)
         return self
 
     def spawn(self):
@@ -73,7 +77,7 @@ class DeliveryProcess:
     def watch(self):
         while not self.stopping:
             if os.getpid() != self.master_pid:
-                return  # a forked web worker inherited this watcher (a greenlet under gevent): only the master watches
+                return  # a forked web worker inherited this watcher: only the master watches
             if self.process.poll() is not None and not self.stopping:
                 log.error("delivery process %s exited with %s; starting another", self.process.pid,
                           self.process.returncode)

@@ -18,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 
+import database
 from conftest import ROOT, VALID
 
 STORE_TIMEOUT = 2
@@ -222,3 +224,25 @@ def test_a_database_directory_removed_under_load_gets_no_acknowledgement_after(l
     assert late_acknowledgements == []
     status, headers, body, _elapsed = post(server.url, {**VALID, "message": "after restore"})
     assert status == 503 and body["ok"] is False
+
+
+def test_a_busy_error_with_an_extended_code_is_waited_for_like_plain_busy(tmp_path):
+    """SQLite reports some lock waits with an extended code (BUSY_SNAPSHOT, BUSY_RECOVERY): the writer waits
+    for those as for SQLITE_BUSY, where comparing the code as a whole once answered 503 on a free database."""
+    path = tmp_path / "busy.sqlite3"
+    reader, writer = database.open_db(path), database.open_db(path)
+    reader.conn.execute("CREATE TABLE t (x)")
+    reader.conn.commit()
+    reader.conn.execute("BEGIN")
+    reader.conn.execute("SELECT COUNT(*) FROM t").fetchone()  # a snapshot, then another connection writes
+    writer.conn.execute("INSERT INTO t VALUES (1)")
+    writer.conn.commit()
+    try:
+        reader.conn.execute("INSERT INTO t VALUES (2)")
+    except sqlite3.OperationalError as error:
+        snapshot_error = error
+    assert snapshot_error.sqlite_errorcode == sqlite3.SQLITE_BUSY_SNAPSHOT
+    assert database.is_busy(snapshot_error) and database.is_storage_down(snapshot_error)
+    with pytest.raises(sqlite3.OperationalError) as not_busy:
+        writer.conn.execute("INSERT INTO missing VALUES (1)")
+    assert not database.is_busy(not_busy.value)
