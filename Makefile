@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench translations chromium office axe bench-tools deploy-tools clean
+.PHONY: run test bench translations chromium office axe bench-tools deploy-tools redis postgresql clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +65,16 @@ deploy-tools:
 	@command -v systemd-analyze >/dev/null && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || \
 	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd python3-venv; }
 
-test: $(VENV)/.dev translations chromium office axe deploy-tools
+# The tests start their own Redis and PostgreSQL servers (Debian's) on loopback ports, in temporary folders.
+redis:
+	@test -x /usr/bin/redis-server || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
+test: $(VENV)/.dev translations chromium office axe deploy-tools redis postgresql
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev translations bench-tools
