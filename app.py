@@ -49,8 +49,13 @@ def create_app(test_config=None):
     except config.ConfigError as error:
         raise SystemExit(f"postbox: configuration error: {error}") from None
     app.config.update(
-        RATELIMIT_STORAGE_URI=app.config["RATELIMIT_STORAGE_URI"],
         RATELIMIT_ENABLED=True,  # each limit has its own "off": the public form's and the login's
+        # A lead is never refused because the limiter's Redis is down: the limits are counted in this process's
+        # memory until Redis answers again (Flask-Limiter logs one warning as it switches), and any other error
+        # of the limiter lets the request through.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_STORAGE_OPTIONS=_ratelimit_storage_options(app.config["RATELIMIT_STORAGE_URI"]),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=int(app.config["SESSION_HOURS"] * 3600),
@@ -103,12 +108,27 @@ def create_app(test_config=None):
     return app
 
 
+# A visitor waits at most this long for the limiter's Redis before the limits are counted in memory instead.
+REDIS_TIMEOUT_SECONDS = 2
+
+
+def _ratelimit_storage_options(uri):
+    if uri.startswith("memory:"):
+        return {}
+    # Without timeouts, a Redis whose host stops answering would hold every request until TCP gives up.
+    return {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
+
+
 def _configure_logging(app):
     if not logging.getLogger("postbox").handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("postbox").addHandler(handler)
         logging.getLogger("postbox").setLevel(logging.INFO)
+        # Flask-Limiter's warnings ("Rate limit storage unreachable - falling back to in-memory storage") in the
+        # same shape; its INFO line for every 429 stays out.
+        logging.getLogger("flask-limiter").addHandler(handler)
+        logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     app.logger.setLevel(logging.INFO)
 
 

@@ -27,6 +27,8 @@ FORM_FIELDS = ("name", "email", "phone", "subject", "message")
 REQUIRED_FIELDS = ("name", "email", "message")
 SMTP_SECURITY = ("starttls", "ssl", "none")
 DELIVERY_MODES = ("process", "thread", "external")
+# Where Flask-Limiter counts: this process's memory, or a Redis that every process and node shares.
+RATELIMIT_STORAGES = ("memory", "redis", "rediss", "redis+unix")
 
 DEFAULTS = {
     "DATABASE": None,  # instance/postbox.sqlite3
@@ -68,7 +70,7 @@ DEFAULTS = {
     "RATE_LIMIT": "10 per minute;100 per day",
     "LOGIN_RATE_LIMIT": "5 per minute;30 per hour",
     "LOGIN_ACCOUNT_RATE_LIMIT": "10 per minute;60 per hour",
-    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_STORAGE_URI": "memory://",  # redis://host:6379/0 shares the limits between processes and nodes
     "PROXY_HOPS": 0,
     "TRUSTED_HOSTS": "",
     "RETENTION_DAYS": 0,
@@ -258,6 +260,7 @@ def _check_misc(config):
     for name in ("RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"):
         rate = str(config[name]).strip()
         config[name] = "" if rate.lower() in ("off", "none", "") else rate
+    _check_ratelimit_storage(config)
     hosts = config["TRUSTED_HOSTS"]
     if isinstance(hosts, str):
         hosts = [host.strip() for host in hosts.split(",") if host.strip()]
@@ -270,6 +273,38 @@ def _check_misc(config):
         raise ConfigError("PUBLIC_URL", f"must be an address such as https://postbox.example.com, got {public_url!r}")
     config["PUBLIC_URL"] = public_url
     _check_metrics(config)
+
+
+def _check_ratelimit_storage(config):
+    uri = str(config["RATELIMIT_STORAGE_URI"] or "").strip() or "memory://"
+    parts = urlsplit(uri)
+    # The address may hold Redis's password: an error names its scheme and host only.
+    example = "memory:// or a Redis address such as redis://127.0.0.1:6379/0"
+    if parts.scheme not in RATELIMIT_STORAGES:
+        raise ConfigError("RATELIMIT_STORAGE_URI", f"must be {example}, got a {parts.scheme or 'plain'!r} address")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError("RATELIMIT_STORAGE_URI", f"has a port that is not a number from 1 to 65535 (host {parts.hostname!r})") from None
+    if parts.scheme in ("redis", "rediss") and not (parts.hostname and re.fullmatch(r"/?\d*", parts.path)):
+        raise ConfigError("RATELIMIT_STORAGE_URI", f"must be {example}: a host, then a database number if any")
+    if parts.scheme == "redis+unix" and not parts.path:
+        raise ConfigError("RATELIMIT_STORAGE_URI", "must name Redis's socket, such as redis+unix:///run/redis/redis.sock")
+    config["RATELIMIT_STORAGE_URI"] = uri
+
+
+def unshared_limits_warning(config, web_processes):
+    """One line for the log when several processes count the rate limits each in its own memory, else ""."""
+    if urlsplit(config["RATELIMIT_STORAGE_URI"]).scheme != "memory":
+        return ""
+    if web_processes > 1:
+        reason = f"{web_processes} web processes serve Postbox (WEB_CONCURRENCY)"
+    elif urlsplit(str(config["DATABASE"])).scheme.startswith("postgresql"):
+        reason = "the database is PostgreSQL, so other nodes may serve Postbox too"
+    else:
+        return ""
+    return (f"rate limits are counted per process: {reason}, and POSTBOX_RATELIMIT_STORAGE_URI is memory://;"
+            " set it to a shared Redis (redis://host:6379/0) for exact limits")
 
 
 def _check_metrics(config):

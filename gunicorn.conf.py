@@ -1,5 +1,6 @@
-"""Production server settings: one process (the rate limiter counts exactly in memory) with gevent's
-event loop, so slow clients cost a greenlet each, not a thread; delivery runs in its own process beside it
+"""Production server settings: one process (the rate limiter counts exactly in memory; with several, set
+POSTBOX_RATELIMIT_STORAGE_URI to a shared Redis) with gevent's event loop, so slow clients cost a greenlet
+each, not a thread; delivery runs in its own process beside it
 (POSTBOX_DELIVERY=process, the default), or as a thread in each web process (POSTBOX_DELIVERY=thread).
 
 Patched here, before gunicorn or the app import anything: objects made before patching (a lock, a
@@ -32,7 +33,10 @@ def on_starting(server):
     worker failing to boot in turn, and the database is migrated before any worker serves. The master then holds
     the database's server lock, which `flask restore` respects, for as long as it runs."""
     if (server.cfg.wsgi_app or server.app.app_uri or "").startswith("app:"):
+        import logging
+
         import backup
+        import config
         from app import create_app
 
         app = create_app()
@@ -43,6 +47,10 @@ def on_starting(server):
             timer.join()
         backup.hold_server_lock(app)
         server.postbox_delivery = app.config["DELIVERY"]
+        # Here, not in create_app: the master starts once, while every worker creates the app again.
+        warning = config.unshared_limits_warning(app.config, server.cfg.workers)
+        if warning:
+            logging.getLogger("postbox").warning(warning)
 
 
 def when_ready(server):

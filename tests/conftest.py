@@ -1,19 +1,25 @@
-"""Shared fixtures: an app on a temporary SQLite file, a real SMTP server on loopback, a real gunicorn."""
+"""Shared fixtures: an app on a temporary SQLite file, a real SMTP server on loopback, a real gunicorn, real Redis
+and PostgreSQL servers."""
 import asyncio
 import base64
 import email
 import http.server
+import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from email.policy import default as default_policy
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -306,3 +312,134 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# --- Real Redis and PostgreSQL (Debian's), each on a free loopback port in a temporary folder ---------------
+
+REDIS_SERVER = "/usr/bin/redis-server"
+POSTGRESQL = Path("/usr/lib/postgresql")
+
+
+def wait_until(ready, what, log_path, timeout=30):
+    """Poll ready() until it is true; fail with the server's log when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start: {Path(log_path).read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+class RedisServer:
+    """Debian's redis-server on 127.0.0.1 and a free port, nothing kept on disk; stop() and start() again."""
+
+    def __init__(self, directory):
+        assert Path(REDIS_SERVER).exists(), "install Debian's redis-server (make redis)"
+        self.directory = Path(directory)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        settings = self.directory / "redis.conf"
+        settings.write_text(f'bind 127.0.0.1\nport {self.port}\ndir {self.directory}\nsave ""\nappendonly no\n'
+                            f"logfile {self.directory / 'redis.log'}\n")
+        self.process = subprocess.Popen([REDIS_SERVER, str(settings)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+
+        def answers():
+            assert self.process.poll() is None, (self.directory / "redis.log").read_text()
+            try:
+                return client.ping()
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, "redis-server", self.directory / "redis.log")
+        client.close()
+        return self
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, emptied for this test: a limit counted by another test must not leak into it."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+class PostgresServer:
+    """Debian's PostgreSQL, its cluster in a temporary folder, on 127.0.0.1 and a free port (and a socket there)."""
+
+    def __init__(self):
+        installed = sorted(POSTGRESQL.glob("*/bin/initdb"), key=lambda path: int(path.parent.parent.name))
+        assert installed, "install Debian's postgresql (make postgresql)"
+        self.bin = installed[-1].parent
+        # initdb refuses to run as root: the cluster belongs to Debian's postgres user when the tests run as root.
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.directory = Path(tempfile.mkdtemp(prefix="postbox-postgres-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self.databases = itertools.count(1)
+
+    def run(self, tool, *arguments):
+        command = [*self.as_owner, str(self.bin / tool), *arguments]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{tool} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+
+    def start(self):
+        data, log = self.directory / "data", self.directory / "postgres.log"
+        self.run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8",
+                 "--no-sync")
+        # No fsync: the tests kill servers, never the machine, and a process's crash loses nothing written.
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
+                   " -c full_page_writes=off -c synchronous_commit=off")
+        self.run("pg_ctl", "start", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60")
+        return self
+
+    def create_database(self):
+        """A new empty database; its SQLAlchemy URL."""
+        name = f"test_{next(self.databases)}"
+        self.execute(f"CREATE DATABASE {name}")
+        return self.url.rpartition("/")[0] + f"/{name}"
+
+    def drop_database(self, url):
+        self.execute(f"DROP DATABASE {url.rpartition('/')[2]} WITH (FORCE)")
+
+    def execute(self, statement):
+        """Run one statement outside a transaction (CREATE DATABASE cannot run inside one)."""
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            connection.execute(statement)
+
+    def stop(self):
+        self.run("pg_ctl", "stop", "-D", str(self.directory / "data"), "-m", "fast", "-w")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh empty PostgreSQL database for this test, dropped after it."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
