@@ -50,12 +50,8 @@ def create_app(test_config=None):
         raise SystemExit(f"postbox: configuration error: {error}") from None
     app.config.update(
         RATELIMIT_ENABLED=True,  # each limit has its own "off": the public form's and the login's
-        # A lead is never refused because the limiter's Redis is down: the limits are counted in this process's
-        # memory until Redis answers again (Flask-Limiter logs one warning as it switches), and any other error
-        # of the limiter lets the request through.
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
-        RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_STORAGE_OPTIONS=_ratelimit_storage_options(app.config["RATELIMIT_STORAGE_URI"]),
+        RATELIMIT_SWALLOW_ERRORS=True,  # an error of the limiter's is logged and lets the request through
+        **_shared_limiter_settings(app.config["RATELIMIT_STORAGE_URI"]),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=int(app.config["SESSION_HOURS"] * 3600),
@@ -112,11 +108,19 @@ def create_app(test_config=None):
 REDIS_TIMEOUT_SECONDS = 2
 
 
-def _ratelimit_storage_options(uri):
+def _shared_limiter_settings(uri):
+    """Flask-Limiter's settings for a Redis shared by every node: a lead is never refused because it is down."""
     if uri.startswith("memory:"):
         return {}
-    # Without timeouts, a Redis whose host stops answering would hold every request until TCP gives up.
-    return {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
+    return {
+        # While Redis is down, this process counts the same limits in its memory, and Flask-Limiter logs one
+        # warning as it switches; it tries Redis again after 1, 2, 4… up to 32 seconds, and counts there again
+        # once it answers.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        # Without timeouts, a Redis whose host stops answering would hold every request until TCP gives up.
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                                      "socket_timeout": REDIS_TIMEOUT_SECONDS},
+    }
 
 
 def _configure_logging(app):

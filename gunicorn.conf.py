@@ -41,10 +41,13 @@ def on_starting(server):
 
         app = create_app()
         # The in-memory rate limiter starts a timer (a greenlet here): let it end in this process, or a forked
-        # worker inherits it half-run and logs a traceback as it ends there.
-        timer = getattr(app.extensions["postbox.limiter"].storage, "timer", None)  # memory:// only
-        if timer is not None:
-            timer.join()
+        # worker inherits it half-run and logs a traceback as it ends there. With Redis, the memory kept for
+        # when Redis is down has one too.
+        limiter = app.extensions["postbox.limiter"]
+        for storage in (limiter.storage, getattr(limiter, "_fallback_storage", None)):
+            timer = getattr(storage, "timer", None)  # memory storages only
+            if timer is not None:
+                timer.join()
         backup.hold_server_lock(app)
         server.postbox_delivery = app.config["DELIVERY"]
         # Here, not in create_app: the master starts once, while every worker creates the app again.

@@ -1,5 +1,9 @@
 """Fixtures for the inbox's tests: a user, a logged-in client, submissions stored the way the form stores them."""
+import http.cookiejar
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -36,6 +40,28 @@ def csrf_token(client, path="/admin/"):
 def log_in(client, email=OWNER, password=PASSWORD, **kwargs):
     token = csrf_token(client, "/admin/login")
     return client.post("/admin/login", data={"email": email, "password": password, "csrf_token": token}, **kwargs)
+
+
+def log_in_over_http(url, email=OWNER, password=PASSWORD, headers=None):
+    """Log in to a real server through its login page, as a browser would; the answer's status and headers."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+                                         NoRedirect)
+    page = opener.open(urllib.request.Request(url + "/admin/login", headers=headers or {}), timeout=30).read()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.decode()).group(1)
+    data = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": token}).encode()
+    try:
+        with opener.open(urllib.request.Request(url + "/admin/login", data=data, headers=headers or {}),
+                         timeout=60) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand a redirect back as the answer: a good login's 302 is what a test looks at."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 @pytest.fixture

@@ -29,12 +29,30 @@ def flask(args, tmp_path, **env):
     ("STORE_TIMEOUT", "0", "between 0.1 and 60"),
     ("DELIVERY", "maybe", "process, thread, external"),
     ("ALLOWED_ORIGINS", "florist.example", "is not an origin"),
+    ("RATELIMIT_STORAGE_URI", "memcached://127.0.0.1:11211", "a Redis address such as redis://127.0.0.1:6379/0"),
+    ("RATELIMIT_STORAGE_URI", "127.0.0.1:6379", "a Redis address such as redis://127.0.0.1:6379/0"),
+    ("RATELIMIT_STORAGE_URI", "redis://127.0.0.1:six/0", "port that is not a number"),
+    ("RATELIMIT_STORAGE_URI", "redis://127.0.0.1:6379/zero", "a database number"),
+    ("RATELIMIT_STORAGE_URI", "redis+unix://", "name Redis's socket"),
 ])
 def test_wrong_value_stops_start_up_with_one_line(tmp_path, name, value, says):
     result = flask(["init-db"], tmp_path, **{f"POSTBOX_{name}": value})
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"POSTBOX_{name}" in lines[0] and says in lines[0], result.stderr
+
+
+def test_a_wrong_redis_address_is_refused_without_repeating_its_password(tmp_path):
+    result = flask(["init-db"], tmp_path, POSTBOX_RATELIMIT_STORAGE_URI="redis://:hunter2-secret@cache.example:63x9/0")
+    assert result.returncode != 0 and "POSTBOX_RATELIMIT_STORAGE_URI" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize("uri", ["memory://", "redis://cache.example", "redis://:pw@10.0.0.5:6380/2",
+                                 "rediss://cache.example:6380/0", "redis+unix:///run/redis/redis.sock"])
+def test_memory_and_redis_addresses_are_accepted(tmp_path, uri):
+    app = create_app({"DATABASE": str(tmp_path / "p.sqlite3"), "SECRET_KEY": "k", "RATELIMIT_STORAGE_URI": uri})
+    assert app.config["RATELIMIT_STORAGE_URI"] == uri
 
 
 def test_smtp_host_without_owner_is_refused(tmp_path):

@@ -1,11 +1,7 @@
 """Logins that cannot exhaust memory or be spread over addresses, and a limiter that keeps keys for real forms only."""
-import http.cookiejar
 import re
 import sqlite3
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 
 from werkzeug.security import generate_password_hash
@@ -13,7 +9,7 @@ from werkzeug.security import generate_password_hash
 import inbox_queries
 from app import create_app
 from conftest import VALID
-from inbox_fixtures import OWNER, PASSWORD, PASSWORD_HASH, log_in
+from inbox_fixtures import OWNER, PASSWORD, PASSWORD_HASH, log_in, log_in_over_http
 
 MB = 1024 * 1024
 
@@ -68,19 +64,6 @@ def peak_rss(pid):
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
 
 
-def wrong_login(url):
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = opener.open(url + "/admin/login", timeout=30).read().decode()
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-    data = urllib.parse.urlencode({"email": OWNER, "password": "wrong guess", "csrf_token": token}).encode()
-    try:
-        opener.open(url + "/admin/login", data=data, timeout=60)
-    except urllib.error.HTTPError as error:
-        return error.code
-    return 200
-
-
 def test_32_concurrent_wrong_logins_keep_the_worker_under_300_mb(live_server_factory, tmp_path):
     server = live_server_factory(LOGIN_RATE_LIMIT="off", LOGIN_ACCOUNT_RATE_LIMIT="off")
     with sqlite3.connect(tmp_path / "postbox.sqlite3") as conn:
@@ -88,7 +71,8 @@ def test_32_concurrent_wrong_logins_keep_the_worker_under_300_mb(live_server_fac
                      [OWNER, PASSWORD_HASH])
     baseline = peak_rss(worker_pid(server))
     statuses = []
-    threads = [threading.Thread(target=lambda: statuses.append(wrong_login(server.url))) for _ in range(32)]
+    threads = [threading.Thread(target=lambda: statuses.append(log_in_over_http(server.url, password="wrong guess")[0]))
+               for _ in range(32)]
     for thread in threads:
         thread.start()
     for thread in threads:
