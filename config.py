@@ -285,11 +285,13 @@ def _check_ratelimit_storage(config):
     try:
         parts.port
     except ValueError:
-        raise ConfigError("RATELIMIT_STORAGE_URI", f"has a port that is not a number from 1 to 65535 (host {parts.hostname!r})") from None
+        raise ConfigError("RATELIMIT_STORAGE_URI",
+                          f"has a port that is not a number from 1 to 65535 (host {parts.hostname!r})") from None
     if parts.scheme in ("redis", "rediss") and not (parts.hostname and re.fullmatch(r"/?\d*", parts.path)):
         raise ConfigError("RATELIMIT_STORAGE_URI", f"must be {example}: a host, then a database number if any")
     if parts.scheme == "redis+unix" and not parts.path:
-        raise ConfigError("RATELIMIT_STORAGE_URI", "must name Redis's socket, such as redis+unix:///run/redis/redis.sock")
+        raise ConfigError("RATELIMIT_STORAGE_URI",
+                          "must name Redis's socket, such as redis+unix:///run/redis/redis.sock")
     config["RATELIMIT_STORAGE_URI"] = uri
 
 

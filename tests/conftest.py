@@ -335,6 +335,7 @@ class RedisServer:
     def __init__(self, directory):
         assert Path(REDIS_SERVER).exists(), "install Debian's redis-server (make redis)"
         self.directory = Path(directory)
+        self.directory.mkdir(exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = None
