@@ -28,6 +28,7 @@ import health
 import metrics
 import outbox
 import retention
+import store_copy
 import submissions
 from channels import CHANNELS
 from config import LANGUAGES, LOCALES
@@ -101,6 +102,7 @@ def create_app(test_config=None):
     app.register_error_handler(sqlite3.Error, storage_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
+    app.cli.add_command(store_copy.copy_to_command)
     return app
 
 

@@ -164,6 +164,16 @@ END $$""",
     " OR OLD.received_at IS DISTINCT FROM NEW.received_at) EXECUTE FUNCTION postbox_count_submissions()",
 )
 
+# The inbox's counts, derived from submissions: what the triggers keep, computed at once (after a bulk copy).
+DERIVED_TABLES = ("inbox_totals", "inbox_quarters")
+POSTGRESQL_REBUILD_COUNTS = (
+    "DELETE FROM inbox_quarters",
+    "DELETE FROM inbox_totals",
+    f"INSERT INTO inbox_quarters (quarter, form, status, n) SELECT {PG_QUARTER_OF.format(row='submissions')},"
+    " form, status, count(*) FROM submissions GROUP BY 1, 2, 3",
+    "INSERT INTO inbox_totals (form, status, n) SELECT form, status, sum(n) FROM inbox_quarters GROUP BY 1, 2",
+)
+
 
 def create_postgresql(connection):
     """Create the whole schema in an empty PostgreSQL database, inside the caller's transaction."""
