@@ -153,6 +153,7 @@ def preflight(form_key):
 @bp.post("/contactus", defaults={"form_key": "contactus"}, provide_automatic_options=False)
 @bp.post("/f/<form_key>", provide_automatic_options=False)
 def submit(form_key):
+    """Take a submission. Limited per address and form by POSTBOX_RATE_LIMIT, wired in app.create_app."""
     form = form_settings(form_key)
     g.language = choose_language(form)
     # Error pages answering an embedded form must still show inside the owner's iframe.

@@ -38,7 +38,8 @@ def on_starting(server):
         app = create_app()
         # The in-memory rate limiter starts a timer (a greenlet here): let it end in this process, or a forked
         # worker inherits it half-run and logs a traceback as it ends there.
-        timer = getattr(app.extensions["postbox.limiter"].storage, "timer", None)  # memory:// only
+        limiter = app.extensions["postbox.limiter"]  # not enabled when every limit is off: it has no storage then
+        timer = getattr(limiter.storage, "timer", None) if limiter.enabled else None  # memory:// only
         if timer is not None:
             timer.join()
         backup.hold_server_lock(app)
