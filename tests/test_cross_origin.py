@@ -149,7 +149,8 @@ def test_thanks_page_is_on_the_address_each_request_came_to(config):
 def test_made_up_hosts_cannot_grow_the_thanks_addresses_without_bound(app):
     client = app.test_client()
     for index in range(300):
-        response = client.post("/contactus", data={**VALID, "message": f"m{index}"}, base_url=f"http://h{index}.example")
+        response = client.post("/contactus", data={**VALID, "message": f"m{index}"},
+                               base_url=f"http://h{index}.example")
         assert response.headers["Location"] == f"http://h{index}.example/contactus/thanks?lang=en"
     assert len(app.extensions["postbox.thanks_urls"]) <= 256
 
