@@ -32,6 +32,7 @@ import health
 import inbox_queries
 import outbox
 import passwords
+import rate_limits
 import replies
 from config import LANGUAGES, LOCALES, form_for_key
 from inbox_queries import EXPORT_COLUMNS, FORMULA_STARTS
@@ -78,12 +79,11 @@ def init_app(app, limiter):
     app.session_interface = HttpsAwareSessionInterface()
     app.register_blueprint(bp)
     # Per client IP, and per account (many addresses guessing at one account are slowed as one).
-    login_view = limiter.limit(
-        lambda: app.config["LOGIN_RATE_LIMIT"] or "1000000 per second", methods=["POST"],
-        exempt_when=lambda: not app.config["LOGIN_RATE_LIMIT"])(app.view_functions["admin.login"])
-    app.view_functions["admin.login"] = limiter.limit(
-        lambda: app.config["LOGIN_ACCOUNT_RATE_LIMIT"] or "1000000 per second", methods=["POST"],
-        key_func=login_account_key, exempt_when=lambda: not app.config["LOGIN_ACCOUNT_RATE_LIMIT"])(login_view)
+    if app.config["LOGIN_RATE_LIMIT"]:
+        rate_limits.limit_view(app, limiter, "admin.login", app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+    if app.config["LOGIN_ACCOUNT_RATE_LIMIT"]:
+        rate_limits.limit_view(app, limiter, "admin.login", app.config["LOGIN_ACCOUNT_RATE_LIMIT"], methods=["POST"],
+                               key_func=login_account_key)
     app.add_template_filter(local_time)
     app.cli.add_command(create_user_command)
     app.cli.add_command(export_command)
@@ -173,6 +173,7 @@ def no_store(response):
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """Log the owner in. Its POSTs are limited per address and per account: wired in init_app."""
     form = LoginForm()
     if form.validate_on_submit():
         user = authenticate(database.get_db(), form.email.data, form.password.data)

@@ -27,6 +27,7 @@ import delivery_process
 import health
 import metrics
 import outbox
+import rate_limits
 import retention
 import store_copy
 import submissions
@@ -50,7 +51,10 @@ def create_app(test_config=None):
     except config.ConfigError as error:
         raise SystemExit(f"postbox: configuration error: {error}") from None
     app.config.update(
-        RATELIMIT_ENABLED=True,  # each limit has its own "off": the public form's and the login's
+        # Each limit has its own "off": the public form's and the two login ones. With all three off the limiter
+        # is not enabled at all: it would otherwise run its hooks on every request, for nothing.
+        RATELIMIT_ENABLED=any(app.config[name] for name in ("RATE_LIMIT", "LOGIN_RATE_LIMIT",
+                                                             "LOGIN_ACCOUNT_RATE_LIMIT")),
         RATELIMIT_SWALLOW_ERRORS=True,  # an error of the limiter's is logged and lets the request through
         **_shared_limiter_settings(app.config["RATELIMIT_STORAGE_URI"]),
         SESSION_COOKIE_HTTPONLY=True,
@@ -75,20 +79,20 @@ def create_app(test_config=None):
     app.after_request(security_headers)
     # One limiter per app: its in-memory counts belong to this app alone.
     limiter = app.extensions["postbox.limiter"] = Limiter(key_func=get_remote_address, app=app, headers_enabled=True)
+    rate_limits.init_app(app, limiter)
 
     app.register_blueprint(contact.bp)
     app.register_blueprint(callback.bp)
     if app.config["RATE_LIMIT"]:
-        # Decorate the registered views, so the limit belongs to this app's limiter alone.
         # A made-up form key is answered (404) before the limiter stores a key for it: otherwise every
         # random /f/<key> would keep a counter in memory for a day.
         for endpoint in ("contact.submit", "callback.submit"):
-            app.view_functions[endpoint] = limiter.limit(
-                app.config["RATE_LIMIT"],
+            rate_limits.limit_view(
+                app, limiter, endpoint, app.config["RATE_LIMIT"],
                 key_func=lambda: f"{get_remote_address()}:{(request.view_args or {}).get('form_key', 'callback')}",
                 exempt_when=lambda: (request.view_args or {}).get("form_key", "callback")
                 not in app.config["FORM_DEFINITIONS"],
-            )(app.view_functions[endpoint])
+            )
 
     admin.init_app(app, limiter)
     # Browsers ask for /favicon.ico whatever a page links: answer it rather than log a 404 for every visit.

@@ -59,7 +59,10 @@ def cors_on_every_answer(response):
 @bp.post("/callback", provide_automatic_options=False)
 @bp.post("/f/callback", provide_automatic_options=False)
 def submit():
-    """Take a callback request: the contact form's origin rules, body reading and answers, its own fields."""
+    """Take a callback request: the contact form's origin rules, body reading and answers, its own fields.
+
+    Limited per address by POSTBOX_RATE_LIMIT, like the contact form: wired in app.create_app.
+    """
     form = contact.form_settings(FORM_KEY)
     g.language = contact.choose_language(form)
     g.embed_form = form if request.args.get("embed") == "1" else None

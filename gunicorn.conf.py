@@ -42,9 +42,10 @@ def on_starting(server):
         app = create_app()
         # The in-memory rate limiter starts a timer (a greenlet here): let it end in this process, or a forked
         # worker inherits it half-run and logs a traceback as it ends there. With Redis, the memory kept for
-        # when Redis is down has one too.
+        # when Redis is down has one too. A limiter not enabled (every limit off) has no storage.
         limiter = app.extensions["postbox.limiter"]
-        for storage in (limiter.storage, getattr(limiter, "_fallback_storage", None)):
+        storages = (limiter.storage, getattr(limiter, "_fallback_storage", None)) if limiter.enabled else ()
+        for storage in storages:
             timer = getattr(storage, "timer", None)  # memory storages only
             if timer is not None:
                 timer.join()

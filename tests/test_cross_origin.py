@@ -2,6 +2,7 @@
 from urllib.parse import urlsplit
 
 import pytest
+from app import create_app
 from conftest import VALID, count_rows
 
 SITE = "https://www.violetlane.example"
@@ -122,6 +123,36 @@ def test_relative_next_without_referer_goes_to_thanks(client):
 def test_next_from_a_disallowed_referer_is_not_used_as_base(client):
     response = post(client, {"Referer": f"{SITE}/x"}, _next="https://evil.example/")
     assert response.headers["Location"] == THANKS
+
+
+def test_thanks_page_is_on_the_address_each_request_came_to(config):
+    config["PROXY_HOPS"] = 1
+    client = create_app(config).test_client()
+    proxied = {"X-Forwarded-Host": "forms.violetlane.example", "X-Forwarded-Proto": "https",
+               "X-Forwarded-Prefix": "/postbox"}
+    posts = [("/contactus", proxied, {}), ("/contactus", {}, {}), ("/contactus", proxied, {}),
+             ("/contactus", {**proxied, "X-Forwarded-Proto": "http"}, {}),
+             ("/contactus", {**proxied, "X-Forwarded-Prefix": "/forms"}, {}),
+             ("/contactus", {**proxied, "X-Forwarded-Host": "contact.violetlane.example"}, {}),
+             ("/contactus?embed=1", proxied, {}), ("/contactus", proxied, {"_language": "it"})]
+    locations = [client.post(path, data={**VALID, **fields, "message": f"m{index}"}, headers=headers)
+                 .headers["Location"] for index, (path, headers, fields) in enumerate(posts)]
+    assert locations == ["https://forms.violetlane.example/postbox/contactus/thanks?lang=en", THANKS,
+                         "https://forms.violetlane.example/postbox/contactus/thanks?lang=en",
+                         "http://forms.violetlane.example/postbox/contactus/thanks?lang=en",
+                         "https://forms.violetlane.example/forms/contactus/thanks?lang=en",
+                         "https://contact.violetlane.example/postbox/contactus/thanks?lang=en",
+                         "https://forms.violetlane.example/postbox/contactus/thanks?lang=en&embed=1",
+                         "https://forms.violetlane.example/postbox/contactus/thanks?lang=it"]
+
+
+def test_made_up_hosts_cannot_grow_the_thanks_addresses_without_bound(app):
+    client = app.test_client()
+    for index in range(300):
+        response = client.post("/contactus", data={**VALID, "message": f"m{index}"},
+                               base_url=f"http://h{index}.example")
+        assert response.headers["Location"] == f"http://h{index}.example/contactus/thanks?lang=en"
+    assert len(app.extensions["postbox.thanks_urls"]) <= 256
 
 
 def test_json_client_is_never_redirected(client):
