@@ -231,6 +231,13 @@ def m011_user_language(db):
     db.conn.execute("ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''")
 
 
+@migrations()
+def m012_waiting_mail_index(db):
+    # The inbox's "email has stopped" check reads the oldest waiting owner's email on every page: only waiting
+    # rows are in this index, so that is one lookup however long a backlog (it was a scan of it).
+    db.conn.execute("CREATE INDEX idx_outbox_waiting ON outbox (channel, kind, created_at) WHERE state = 'pending'")
+
+
 
 # SQLite's primary result codes that say the database as a whole cannot be written now (locked, full,
 # read-only, gone), as opposed to one statement being wrong: every row of a batch would fail the same way.

@@ -100,15 +100,20 @@ def search_first_page(db, filters, limit, at_most):
     ids = [row[0] for row in db.conn.execute(
         "SELECT rowid FROM submissions_fts WHERE submissions_fts MATCH ? ORDER BY rowid DESC LIMIT ?",
         [search_query(filters["q"]), at_most + 1])]
+    # The counts need only each match's status; only the page's rows are read whole (and their delivery state).
     marks = ", ".join("?" for _ in ids) or "NULL"
+    matches = db.conn.execute(f"SELECT id, status FROM submissions WHERE id IN ({marks})"
+                              " ORDER BY received_at DESC, id DESC", ids).fetchall()
+    counts = dict.fromkeys(STATUSES, 0)
+    for match in matches:
+        counts[match["status"]] += 1
+    chosen = [match["id"] for match in matches
+              if not filters.get("status") or match["status"] == filters["status"]][:limit]
+    marks = ", ".join("?" for _ in chosen) or "NULL"
     rows = [decode_submission(row) for row in db.conn.execute(
         f"SELECT submissions.*, {DELIVERY_STATE} AS delivery FROM submissions WHERE id IN ({marks})"
-        " ORDER BY received_at DESC, id DESC", ids)]
-    counts = dict.fromkeys(STATUSES, 0)
-    for row in rows:
-        counts[row["status"]] += 1
-    chosen = [row for row in rows if not filters.get("status") or row["status"] == filters["status"]]
-    return counts, len(ids) > at_most, chosen[:limit]
+        " ORDER BY received_at DESC, id DESC", chosen)]
+    return counts, len(ids) > at_most, rows
 
 
 def status_counts(db, filters, at_most=None):

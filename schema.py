@@ -76,6 +76,8 @@ outbox = Table(
     Index("idx_outbox_submission_id_kind_id_state", "submission_id", "kind", "id", "state"),
     Index("idx_outbox_channel_target_state", "channel", "target", "state"),
     Index("idx_outbox_kind_target_created_at", "kind", "target", "created_at"),
+    Index("idx_outbox_waiting", "channel", "kind", "created_at", sqlite_where=text("state = 'pending'"),
+          postgresql_where=text("state = 'pending'")),
 )
 
 delivery_log = Table(
