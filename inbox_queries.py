@@ -97,7 +97,7 @@ def search_first_page(db, filters, limit, at_most):
                      {"search": search_query(db, filters["q"]), "limit": at_most + 1}).scalars().all()
     rows = [decode_submission(row) for row in db.execute(
         f"SELECT submissions.*, {DELIVERY_STATE} AS delivery FROM submissions WHERE id IN :ids"
-        " ORDER BY received_at DESC, id DESC", {"ids": ids}).mappings()]
+        " ORDER BY received_at DESC, id DESC", {"ids": ids}, lists=("ids",)).mappings()]
     counts = dict.fromkeys(STATUSES, 0)
     for row in rows:
         counts[row["status"]] += 1
@@ -223,10 +223,10 @@ def set_note(db, submission_id, note):
 def _delete_ids(db, submission_ids):
     ids = {"ids": list(submission_ids)}
     db.execute("DELETE FROM delivery_log WHERE outbox_id IN (SELECT id FROM outbox WHERE submission_id IN :ids)",
-               ids)
-    db.execute("DELETE FROM outbox WHERE submission_id IN :ids", ids)
-    db.execute("DELETE FROM replies WHERE submission_id IN :ids", ids)
-    return db.execute("DELETE FROM submissions WHERE id IN :ids", ids).rowcount
+               ids, lists=("ids",))
+    db.execute("DELETE FROM outbox WHERE submission_id IN :ids", ids, lists=("ids",))
+    db.execute("DELETE FROM replies WHERE submission_id IN :ids", ids, lists=("ids",))
+    return db.execute("DELETE FROM submissions WHERE id IN :ids", ids, lists=("ids",)).rowcount
 
 
 def delete_submissions(db, submission_ids):

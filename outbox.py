@@ -65,6 +65,9 @@ def notifications_for(config, form, kind="lead", channels=None):
 
 
 AUTOREPLY_EVERY_SECONDS = 24 * 3600
+# Whether the row's target was turned off (a 410 from a webhook, say): its row is stored 'off', not sent.
+TURNED_OFF = ("EXISTS (SELECT 1 FROM delivery_targets WHERE channel = :channel AND target = :target"
+              " AND off_at IS NOT NULL)")
 
 
 def queue(db, submission_id, notifications, now):
@@ -73,18 +76,15 @@ def queue(db, submission_id, notifications, now):
     An autoreply to an address that had one in the last 24 hours is left out. Checked here, inside the
     transaction that stores the submission, two posts at the same moment still give one autoreply.
     """
-    for notification in notifications:
-        if notification["kind"] == "autoreply" and _autoreplied_recently(db, notification["target"], now):
-            continue
-        off = db.execute("SELECT off_at FROM delivery_targets WHERE channel = :channel AND target = :target"
-                         " AND off_at IS NOT NULL", notification).first()
+    rows = [{"reply_id": None, "digest_id": None, **notification, "submission_id": submission_id, "now": now}
+            for notification in notifications
+            if notification["kind"] != "autoreply" or not _autoreplied_recently(db, notification["target"], now)]
+    if rows:
         db.execute(
             "INSERT INTO outbox (submission_id, kind, channel, target, message_id, state, created_at, next_attempt_at,"
-            " last_error, reply_id, digest_id) VALUES (:submission_id, :kind, :channel, :target, :message_id, :state,"
-            " :now, :now, :last_error, :reply_id, :digest_id)",
-            {"reply_id": None, "digest_id": None, **notification, "submission_id": submission_id,
-             "state": "off" if off else "pending", "now": now,
-             "last_error": "this target was turned off" if off else None})
+            " last_error, reply_id, digest_id) VALUES (:submission_id, :kind, :channel, :target, :message_id,"
+            f" CASE WHEN {TURNED_OFF} THEN 'off' ELSE 'pending' END, :now, :now,"
+            f" CASE WHEN {TURNED_OFF} THEN 'this target was turned off' END, :reply_id, :digest_id)", rows)
 
 
 def _autoreplied_recently(db, address, now):
