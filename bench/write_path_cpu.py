@@ -22,7 +22,8 @@ def store(writer, count, threads):
         for number in range(count // threads):
             writer.save({"form": "contact", "name": f"Visitor {index}", "email": f"v{index}-{number}@example.com",
                          "message": f"Message {number} from thread {index}", "extra": {"budget": "small"}},
-                        [{"kind": "lead", "channel": "email", "target": "owner@example.com", "message_id": f"<{number}>"},
+                        [{"kind": "lead", "channel": "email", "target": "owner@example.com",
+                          "message_id": f"<{number}>"},
                          {"kind": "lead", "channel": "webhook", "target": "https://example.com/hook",
                           "message_id": f"{index}-{number}"}],
                         key=("contact", f"{index}-{number}"))
