@@ -312,7 +312,7 @@ def inbox():
 
 def first_page(db, filters, after):
     """The counts by status, whether a search's counts are capped, and the rows of the page (PAGE_SIZE + 1)."""
-    searching = bool(inbox_queries.search_query(filters["q"]))
+    searching = bool(inbox_queries.search_query(db, filters["q"]))
     if searching and after is None and not any(filters.get(name) for name in ("form", "since", "before")):
         counts, capped, rows = inbox_queries.search_first_page(db, filters, PAGE_SIZE + 1, SEARCH_COUNT_LIMIT)
         if not capped or len(rows) > PAGE_SIZE:

@@ -30,9 +30,9 @@ def weekly(db, schedule, target_hours, now, weeks=8):
     today = now.astimezone(zone).date()
     first_monday = today - timedelta(days=today.weekday(), weeks=weeks - 1)
     since = datetime.combine(first_monday, datetime.min.time(), tzinfo=zone).astimezone(timezone.utc)
-    rows = db.conn.execute(
-        "SELECT received_at, first_answer_at FROM submissions WHERE status != 'spam' AND received_at >= ?",
-        [since.isoformat(timespec="microseconds")])
+    rows = db.execute(
+        "SELECT received_at, first_answer_at FROM submissions WHERE status != 'spam' AND received_at >= :since",
+        {"since": since.isoformat(timespec="microseconds")}).mappings()
     by_week = {first_monday + timedelta(weeks=index): [] for index in range(weeks)}
     unanswered = dict.fromkeys(by_week, 0)
     for row in rows:
@@ -59,10 +59,10 @@ def overdue(db, schedule, target_hours, now, limit=OVERDUE_SHOWN):
     since = (now - timedelta(days=OVERDUE_WITHIN_DAYS)).isoformat(timespec="microseconds")
     # A working hour is at least an hour: a lead younger than the target in plain hours cannot be overdue.
     until = (now - timedelta(hours=target_hours)).isoformat(timespec="microseconds")
-    rows = db.conn.execute(
+    rows = db.execute(
         "SELECT id, form, received_at, name, email, subject, callback_at FROM submissions WHERE status = 'new'"
-        " AND first_answer_at IS NULL AND received_at >= ? AND received_at <= ? ORDER BY received_at, id",
-        [since, until])
+        " AND first_answer_at IS NULL AND received_at >= :since AND received_at <= :until ORDER BY received_at, id",
+        {"since": since, "until": until}).mappings()
     leads = []
     for row in rows:
         waiting = business_hours.between(schedule, datetime.fromisoformat(row["received_at"]), now)

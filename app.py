@@ -2,10 +2,10 @@
 import logging
 import os
 import signal
-import sqlite3
 import time
 
 import click
+import sqlalchemy
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask.cli import with_appcontext
@@ -103,7 +103,7 @@ def create_app(test_config=None):
     backup.init_app(app)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(database.StorageUnavailable, storage_unavailable)
-    app.register_error_handler(sqlite3.Error, storage_error)
+    app.register_error_handler(sqlalchemy.exc.DBAPIError, storage_error)
     app.cli.add_command(init_db_command)
     app.cli.add_command(deliver_command)
     app.cli.add_command(store_copy.copy_to_command)
@@ -214,7 +214,7 @@ def storage_unavailable(error):
 def storage_error(error):
     """An SQLite error about the whole database is a 503 like the writer's; any other is a 500, logged once."""
     if database.is_storage_down(error):
-        return storage_unavailable(error)
+        return storage_unavailable(database.driver_error(error))
     current_app.logger.exception("unexpected database error on %s %s", request.method, request.path)
     return http_error(InternalServerError())
 

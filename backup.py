@@ -132,7 +132,7 @@ def restore_database(backup_path, database_path):
     """Write the backup's pages over the database (its -wal included), verify, return the counts."""
     expected = check_backup(backup_path)
     source = sqlite3.connect(f"file:{backup_path}?mode=ro", uri=True)
-    target = database.open_db(database_path).conn
+    target = database.connect_sqlite(database_path)
     try:
         source.backup(target)
         target.execute("PRAGMA wal_checkpoint(TRUNCATE)")

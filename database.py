@@ -1,16 +1,22 @@
 """The database: opening connections, the one-writer rule, and the schema's migrations."""
+import functools
 import itertools
-import json
 import os
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from urllib.parse import parse_qsl
 
+import alembic.command
+import alembic.config
+import sqlalchemy
 from flask import current_app
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from sqlalchemy import bindparam, event, text
+from sqlalchemy.pool import NullPool
+
+from dialect import DIALECTS
 
 BUSY_TIMEOUT_SECONDS = 30
 # The steps in which a write waits for another process's lock: SQLite's busy handler's, roughly.
@@ -20,224 +26,6 @@ STATUSES = ("new", "in_progress", "answered", "spam")
 CORE_FIELDS = ("name", "email", "phone", "subject", "message")
 CALLBACK_COLUMNS = ("callback_day", "callback_slot", "callback_at")
 SEARCHED_FIELDS = ("form", *CORE_FIELDS, "extra", "reply_to", "mail_subject", "page", "note", "spam_reason")
-
-migrations = Migrations("postbox")
-
-
-@migrations()
-def m001_submissions_and_outbox(db):
-    db["submissions"].create(
-        {
-            "id": int, "form": str, "received_at": str,
-            "name": str, "email": str, "phone": str, "subject": str, "message": str,
-            "extra": str, "reply_to": str, "mail_subject": str, "page": str, "ip": str, "user_agent": str, "language": str,
-            "status": str, "spam_reason": str, "note": str, "status_by": str, "status_at": str,
-        },
-        pk="id",
-        not_null={"form", "received_at", "status"},
-        defaults={"status": "new", "extra": "{}"},
-    )
-    db["submissions"].create_index(["received_at"])
-    db["submissions"].create_index(["status", "received_at"])
-    db["outbox"].create(
-        {
-            "id": int, "submission_id": int, "kind": str, "message_id": str, "recipients": str,
-            "state": str, "attempts": int, "created_at": float, "next_attempt_at": float,
-            "lease_until": float, "lease_owner": str, "last_error": str, "sent_at": float,
-        },
-        pk="id",
-        not_null={"submission_id", "kind", "message_id", "recipients", "state"},
-        defaults={"state": "pending", "attempts": 0, "lease_until": 0},
-        foreign_keys=[("submission_id", "submissions", "id")],
-    )
-    db["outbox"].create_index(["state", "next_attempt_at"])
-    db["outbox"].create_index(["submission_id"])
-    db["delivery_log"].create(
-        {"id": int, "outbox_id": int, "at": float, "outcome": str, "detail": str},
-        pk="id",
-        foreign_keys=[("outbox_id", "outbox", "id")],
-    )
-    db["delivery_log"].create_index(["outbox_id"])
-
-
-@migrations()
-def m002_users(db):
-    db["users"].create(
-        {"id": int, "email": str, "password_hash": str, "created_at": str},
-        pk="id",
-        not_null={"email", "password_hash", "created_at"},
-    )
-    db["users"].create_index(["email"], unique=True)
-
-
-@migrations()
-def m003_search_index(db):
-    # An external-content FTS5 table: the text lives once, in submissions; triggers keep the index in step.
-    columns = ", ".join(SEARCHED_FIELDS)
-    new_values = ", ".join(f"new.{name}" for name in SEARCHED_FIELDS)
-    old_values = ", ".join(f"old.{name}" for name in SEARCHED_FIELDS)
-    remove_old = (f"INSERT INTO submissions_fts (submissions_fts, rowid, {columns})"
-                  f" VALUES ('delete', old.id, {old_values});")
-    add_new = f"INSERT INTO submissions_fts (rowid, {columns}) VALUES (new.id, {new_values});"
-    # One execute() per statement: executescript() would commit the migration's transaction half-way.
-    db.conn.execute(f"CREATE VIRTUAL TABLE submissions_fts USING fts5({columns}, content='submissions',"
-                    " content_rowid='id', tokenize='unicode61 remove_diacritics 2')")
-    db.conn.execute(f"CREATE TRIGGER submissions_fts_insert AFTER INSERT ON submissions BEGIN {add_new} END")
-    db.conn.execute(f"CREATE TRIGGER submissions_fts_delete AFTER DELETE ON submissions BEGIN {remove_old} END")
-    db.conn.execute(f"CREATE TRIGGER submissions_fts_update AFTER UPDATE OF {columns} ON submissions"
-                    f" BEGIN {remove_old} {add_new} END")
-    db.conn.execute("INSERT INTO submissions_fts (submissions_fts) VALUES ('rebuild')")
-
-
-@migrations()
-def m004_inbox_indexes(db):
-    # Keyset pages walk (received_at, id) newest first; the rowid is every index's last column already.
-    db["submissions"].create_index(["form", "received_at"])
-    # Covers the chart's (received_at, status) reads: no table lookups for a quarter's submissions.
-    db["submissions"].create_index(["received_at", "status"])
-
-
-@migrations()
-def m005_duplicate_check_index(db):
-    # The duplicate rule looks up one address's recent messages: without this it scans minutes of traffic.
-    db["submissions"].create_index(["email", "received_at"])
-
-
-# A submission's quarter hour of UTC received_at, as text ("2026-02-20T01:30"): every time zone's days start on one.
-QUARTER_OF = "substr({row}.received_at, 1, 14) || printf('%02d', substr({row}.received_at, 15, 2) / 15 * 15)"
-
-
-@migrations()
-def m006_inbox_counts(db):
-    # Counts kept by triggers, so the inbox's counts and chart sum a few thousand rows, not every submission:
-    # per form and status (the unfiltered counts), and per UTC quarter hour as well (date ranges, the chart).
-    db.conn.execute("CREATE TABLE inbox_totals (form TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,"
-                    " PRIMARY KEY (form, status)) WITHOUT ROWID")
-    db.conn.execute("CREATE TABLE inbox_quarters (quarter TEXT NOT NULL, form TEXT NOT NULL, status TEXT NOT NULL,"
-                    " n INTEGER NOT NULL, PRIMARY KEY (quarter, form, status)) WITHOUT ROWID")
-    count_new = (
-        "INSERT INTO inbox_totals (form, status, n) VALUES (new.form, new.status, 1)"
-        " ON CONFLICT (form, status) DO UPDATE SET n = n + 1;"
-        f" INSERT INTO inbox_quarters (quarter, form, status, n) VALUES ({QUARTER_OF.format(row='new')},"
-        " new.form, new.status, 1) ON CONFLICT (quarter, form, status) DO UPDATE SET n = n + 1;")
-    old_quarter = f"quarter = {QUARTER_OF.format(row='old')} AND form = old.form AND status = old.status"
-    uncount_old = (
-        "UPDATE inbox_totals SET n = n - 1 WHERE form = old.form AND status = old.status;"
-        f" UPDATE inbox_quarters SET n = n - 1 WHERE {old_quarter};"
-        f" DELETE FROM inbox_quarters WHERE {old_quarter} AND n = 0;")
-    db.conn.execute(f"CREATE TRIGGER inbox_counts_insert AFTER INSERT ON submissions BEGIN {count_new} END")
-    db.conn.execute(f"CREATE TRIGGER inbox_counts_delete AFTER DELETE ON submissions BEGIN {uncount_old} END")
-    db.conn.execute("CREATE TRIGGER inbox_counts_update AFTER UPDATE OF form, status, received_at ON submissions"
-                    " WHEN old.form IS NOT new.form OR old.status IS NOT new.status"
-                    f" OR old.received_at IS NOT new.received_at BEGIN {uncount_old} {count_new} END")
-    db.conn.execute("INSERT INTO inbox_quarters (quarter, form, status, n)"
-                    f" SELECT {QUARTER_OF.format(row='submissions')}, form, status, COUNT(*) FROM submissions"
-                    " GROUP BY 1, 2, 3")
-    db.conn.execute("INSERT INTO inbox_totals (form, status, n)"
-                    " SELECT form, status, SUM(n) FROM inbox_quarters GROUP BY form, status")
-    # Covers DELIVERY_STATE (the latest owner's email of a submission): the export reads it for every row.
-    db["outbox"].create_index(["submission_id", "kind", "id", "state"])
-
-
-@migrations()
-def m007_channels(db):
-    # One outbox row per channel target: each owner address, webhook and messenger has its own outcome.
-    # "owner" now means only the site's owner: the process holding a lease is its claimant, and the
-    # notification of a new lead is the kind "lead".
-    db.conn.execute("ALTER TABLE outbox RENAME COLUMN lease_owner TO claimant")
-    db.conn.execute("ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'email'")
-    db.conn.execute("ALTER TABLE outbox ADD COLUMN target TEXT NOT NULL DEFAULT ''")
-    db.conn.execute("ALTER TABLE outbox ADD COLUMN lease_token TEXT")
-    db.conn.execute("ALTER TABLE outbox ADD COLUMN reply TEXT")
-    db.conn.execute("UPDATE outbox SET kind = 'lead' WHERE kind = 'owner'")
-    columns = ("submission_id", "kind", "message_id", "state", "attempts", "created_at", "next_attempt_at",
-               "last_error", "sent_at", "channel")
-    for row in db.conn.execute("SELECT id, recipients FROM outbox").fetchall():
-        first, *others = json.loads(row["recipients"]) or [""]
-        db.conn.execute("UPDATE outbox SET target = ? WHERE id = ?", [first, row["id"]])
-        for address in others:
-            db.conn.execute(f"INSERT INTO outbox ({', '.join(columns)}, target, recipients)"
-                            f" SELECT {', '.join(columns)}, ?, '[]' FROM outbox WHERE id = ?", [address, row["id"]])
-    db.conn.execute("DROP INDEX idx_outbox_submission_id_kind_id_state")
-    db.conn.execute("ALTER TABLE outbox DROP COLUMN recipients")
-    db["outbox"].create_index(["submission_id", "kind", "id", "state"])
-    db["outbox"].create_index(["channel", "target", "state"])
-    # Per channel target (target '' is the channel's connection): pauses, the last outcome, and "turned off".
-    db.conn.execute(
-        "CREATE TABLE delivery_targets (channel TEXT NOT NULL, target TEXT NOT NULL, paused_until REAL NOT NULL"
-        " DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_attempt_at REAL, last_ok_at REAL, last_error TEXT,"
-        " last_error_at REAL, off_at REAL,"
-        " PRIMARY KEY (channel, target)) WITHOUT ROWID")
-
-
-@migrations()
-def m008_follow_up(db):
-    # When a lead first left "new" (a status change, a note or a reply): the clock of time to first answer,
-    # and what stops its reminders; reminders_sent counts the reminder steps already taken.
-    db.conn.execute("ALTER TABLE submissions ADD COLUMN first_answer_at TEXT")
-    db.conn.execute("ALTER TABLE submissions ADD COLUMN reminders_sent INTEGER NOT NULL DEFAULT 0")
-    db.conn.execute("UPDATE submissions SET first_answer_at = status_at WHERE status != 'new' AND status_at != ''")
-    # Leads from before reminders existed were never promised one: reminding the owner of a month of them at
-    # once, on upgrade, would be a flood. They still show as overdue in the inbox.
-    db.conn.execute("UPDATE submissions SET reminders_sent = 1000 WHERE status = 'new'")
-    # A callback request: the day and slot the visitor chose, and when that slot begins (UTC), for ordering.
-    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_day TEXT")
-    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_slot TEXT")
-    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_at TEXT")
-    db.conn.execute("ALTER TABLE submissions ADD COLUMN callback_reminded INTEGER NOT NULL DEFAULT 0")
-    db["submissions"].create_index(["callback_at"])
-    # The owner's replies, kept as history; the outbox row of a reply points here for its text.
-    db["replies"].create(
-        {"id": int, "submission_id": int, "author": str, "body": str, "created_at": str, "message_id": str},
-        pk="id", not_null={"submission_id", "body", "created_at"},
-        foreign_keys=[("submission_id", "submissions", "id")],
-    )
-    db["replies"].create_index(["submission_id"])
-    db.conn.execute("ALTER TABLE outbox ADD COLUMN reply_id INTEGER REFERENCES replies(id)")
-    # At most one autoreply per address per day is checked against this.
-    db["outbox"].create_index(["kind", "target", "created_at"])
-    # One row per daily digest (its local day is unique: a restart in the digest hour sends no second one),
-    # with the figures it reports, and no visitor's data: the oldest lead is read when the digest is sent, so
-    # deleting a submission leaves nothing of it here. Its outbox rows point here.
-    db["digests"].create(
-        {"id": int, "day": str, "created_at": str, "new_leads": int, "unanswered": int, "oldest_id": int},
-        pk="id", not_null={"day", "created_at"},
-    )
-    db["digests"].create_index(["day"], unique=True)
-    db.conn.execute("ALTER TABLE outbox ADD COLUMN digest_id INTEGER REFERENCES digests(id)")
-
-
-@migrations()
-def m009_idempotency(db):
-    # One row per submission a client named (the hosted form's _token, an Idempotency-Key header): a repeat
-    # within a day is answered with the first one's outcome instead of being stored and notified again.
-    db.conn.execute("CREATE TABLE idempotency_keys (form TEXT NOT NULL, key TEXT NOT NULL,"
-                    " submission_id INTEGER NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,"
-                    " created_at REAL NOT NULL, PRIMARY KEY (form, key)) WITHOUT ROWID")
-    db.conn.execute("CREATE INDEX idx_idempotency_keys_created_at ON idempotency_keys (created_at)")
-    db.conn.execute("CREATE INDEX idx_idempotency_keys_submission_id ON idempotency_keys (submission_id)")
-
-
-@migrations()
-def m010_health_probe(db):
-    # /healthz proves the database writable by writing this one row: taking the write lock alone would miss a
-    # full disk or a read-only file system.
-    db.conn.execute("CREATE TABLE health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL)")
-
-
-@migrations()
-def m011_user_language(db):
-    # The inbox language each user chose; '' follows the browser's Accept-Language.
-    db.conn.execute("ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''")
-
-
-@migrations()
-def m012_waiting_mail_index(db):
-    # The inbox's "email has stopped" check reads the oldest waiting owner's email on every page: only waiting
-    # rows are in this index, so that is one lookup however long a backlog (it was a scan of it).
-    db.conn.execute("CREATE INDEX idx_outbox_waiting ON outbox (channel, kind, created_at) WHERE state = 'pending'")
-
-
 
 # SQLite's primary result codes that say the database as a whole cannot be written now (locked, full,
 # read-only, gone), as opposed to one statement being wrong: every row of a batch would fail the same way.
@@ -252,7 +40,7 @@ class StorageUnavailable(Exception):
 
 def is_storage_down(error):
     """Tell whether an SQLite error is about the whole database rather than one statement."""
-    code = getattr(error, "sqlite_errorcode", None)
+    code = getattr(driver_error(error), "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) in STORAGE_DOWN_CODES
 
 
@@ -262,8 +50,13 @@ def is_busy(error):
     Its extended codes count too: SQLITE_BUSY_RECOVERY comes while another process rebuilds the WAL index
     after the last connection closed, as a process that just took the lock and exited leaves it.
     """
-    code = getattr(error, "sqlite_errorcode", None)
+    code = getattr(driver_error(error), "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def driver_error(error):
+    """The driver's own error inside SQLAlchemy's: it has the code, and a message without the statement."""
+    return error.orig if isinstance(error, sqlalchemy.exc.DBAPIError) else error
 
 
 def file_identity(path):
@@ -287,12 +80,39 @@ def check_writable(path):
     db = open_db(path)
     try:
         with write_transaction(db):
-            db.conn.execute("CREATE TABLE IF NOT EXISTS postbox_write_check (x)")
-            db.conn.execute("DROP TABLE postbox_write_check")
-    except sqlite3.Error as error:
-        raise StorageUnavailable(f"{path} cannot be written ({error})") from None
+            db.execute("CREATE TABLE IF NOT EXISTS postbox_write_check (x INTEGER)")
+            db.execute("DROP TABLE postbox_write_check")
+    except sqlalchemy.exc.DBAPIError as error:
+        raise StorageUnavailable(f"{path} cannot be written ({driver_error(error)})") from None
     finally:
         db.close()
+
+
+class Database:
+    """One connection to the database, held until close(): SQL with named parameters, rows by column name."""
+
+    def __init__(self, engine):
+        # Dropped without close() (a finished greenlet's get_db), it is closed once nothing uses it, results
+        # included: SQLAlchemy's pool rolls back and closes a synchronous driver's connection on collection.
+        self.connection = engine.connect()
+        self.sql = DIALECTS[engine.dialect.name]
+
+    def execute(self, sql, params=None, lists=()):
+        """Run one statement (:name parameters), or one per dict when params is a list of them.
+
+        lists: the parameters whose value is a list, as in `id IN :ids`; each value becomes a parameter.
+        """
+        return self.connection.execute(_statement(sql, lists), params)
+
+    def close(self):
+        self.connection.close()
+
+
+@functools.lru_cache(maxsize=512)
+def _statement(sql, expanding):
+    # Made once per distinct statement: a new text() each time costs a stored submission about 130 µs more CPU
+    # (bench/write_path_cpu.py), as SQLAlchemy then rebuilds the cache key its compiled statement is found by.
+    return text(sql).bindparams(*(bindparam(name, expanding=True) for name in expanding))
 
 
 def open_db(path, synchronous="FULL", uri=False):
@@ -304,12 +124,45 @@ def open_db(path, synchronous="FULL", uri=False):
     """
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-    conn = sqlite3.connect(path, timeout=0, check_same_thread=False, uri=uri)  # see _begin_immediate
-    conn.row_factory = sqlite3.Row
-    _set_wal_mode(conn)
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return Database(conn, execute_plugins=False)
+    if uri:
+        filename, _, query = path.partition("?")
+        url = sqlalchemy.URL.create("sqlite", database=filename, query={**dict(parse_qsl(query)), "uri": "true"})
+    else:
+        url = sqlalchemy.URL.create("sqlite", database=os.fspath(path))
+    return Database(_engine(url, synchronous))
+
+
+@functools.lru_cache(maxsize=64)
+def _engine(url, synchronous):
+    """One engine per file and durability, so statements compiled once serve every connection to it.
+
+    NullPool: each Database holds its connection for its whole life (a thread's, the writer's, the delivery
+    worker's), so a pool would only keep idle connections open, and one reopened after the file was
+    replaced must be a new connection to the new file, never a pooled one to the old.
+    """
+    engine = sqlalchemy.create_engine(
+        url, poolclass=NullPool,
+        # timeout=0: see _begin_immediate. isolation_level=None: the driver begins nothing on its own (SQLAlchemy's
+        # pysqlite recipe), so BEGIN IMMEDIATE is ours to issue, and reads outside it see the latest commit.
+        connect_args={"timeout": 0, "check_same_thread": False, "isolation_level": None})
+
+    event.listen(engine, "connect", lambda dbapi_connection, record: configure_sqlite(dbapi_connection, synchronous))
+    return engine
+
+
+def connect_sqlite(path, synchronous="FULL"):
+    """A bare sqlite3 connection with the same settings, for what SQLite alone can do (backup.py's restore)."""
+    connection = sqlite3.connect(path, timeout=0, check_same_thread=False, isolation_level=None)
+    configure_sqlite(connection, synchronous)
+    return connection
+
+
+def configure_sqlite(dbapi_connection, synchronous):
+    _set_wal_mode(dbapi_connection)
+    dbapi_connection.execute(f"PRAGMA synchronous={synchronous}")
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
+    # As sqlite-utils set it on every connection before: a REPLACE conflict fires delete triggers.
+    dbapi_connection.execute("PRAGMA recursive_triggers=ON")
 
 
 def _set_wal_mode(conn, seconds=OPEN_WAIT_SECONDS):
@@ -345,8 +198,8 @@ def get_db():
 def close_db(exception=None):
     """End a request: leave no transaction open on the thread's connection."""
     db = _thread_connections.__dict__.get("by_path", {}).get(current_app.config["DATABASE"])
-    if db is not None and db.conn.in_transaction:
-        db.conn.rollback()
+    if db is not None:
+        db.connection.rollback()
 
 
 def init_app(app):
@@ -378,10 +231,10 @@ def write_transaction(db, deadline=None, clock=time.monotonic):
         try:
             yield db
         except BaseException:
-            db.conn.rollback()
+            db.connection.rollback()
             raise
         else:
-            db.conn.commit()
+            db.connection.commit()
     finally:
         _write_lock.release()
 
@@ -391,19 +244,29 @@ def _begin_immediate(db, deadline, clock):
     # else meanwhile: connections have no busy timeout, and the wait for another process's lock is here.
     for attempt in itertools.count():
         try:
-            db.conn.execute("BEGIN IMMEDIATE")
+            db.connection.exec_driver_sql("BEGIN IMMEDIATE")
             return
-        except sqlite3.OperationalError as error:
+        except sqlalchemy.exc.OperationalError as error:
             remaining = deadline - clock()
             if not is_busy(error) or remaining <= 0:
                 raise
             time.sleep(min(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)], remaining))
 
 
+MIGRATIONS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+
+
 def migrate(db):
-    """Apply pending migrations; several processes starting at once apply each exactly once."""
+    """Bring the schema to Alembic's head; several processes starting at once apply each revision once.
+
+    The whole upgrade runs in one write transaction on this connection (handed to env.py): a second process
+    waits for the lock, then finds the schema at head.
+    """
+    config = alembic.config.Config()
+    config.set_main_option("script_location", MIGRATIONS_DIRECTORY)
     with write_transaction(db):
-        migrations.apply(db)
+        config.attributes["connection"] = db.connection
+        alembic.command.upgrade(config, "head")
 
 
 def utc_now_iso():

@@ -66,10 +66,10 @@ def _remind_unanswered(config, db, moment, now):
     since = (moment - timedelta(days=REMIND_WITHIN_DAYS)).isoformat(timespec="microseconds")
     # A working hour is at least an hour: nothing received later than this can be due yet.
     until = (moment - timedelta(hours=config["REMIND_AFTER"])).isoformat(timespec="microseconds")
-    leads = db.conn.execute(
+    leads = db.execute(
         "SELECT id, form, received_at, reminders_sent FROM submissions WHERE status = 'new'"
-        " AND first_answer_at IS NULL AND reminders_sent < ? AND received_at >= ? AND received_at <= ?",
-        [config["REMIND_MAX"], since, until]).fetchall()
+        " AND first_answer_at IS NULL AND reminders_sent < :most AND received_at >= :since AND received_at <= :until",
+        {"most": config["REMIND_MAX"], "since": since, "until": until}).mappings().all()
     queued = 0
     for lead in leads:
         received = datetime.fromisoformat(lead["received_at"])
@@ -83,9 +83,9 @@ def _remind_unanswered(config, db, moment, now):
 
 def _queue_reminder(config, db, lead, step, now):
     with write_transaction(db):
-        taken = db.conn.execute(
-            "UPDATE submissions SET reminders_sent = ? WHERE id = ? AND reminders_sent < ? AND status = 'new'"
-            " AND first_answer_at IS NULL", [step, lead["id"], step]).rowcount
+        taken = db.execute(
+            "UPDATE submissions SET reminders_sent = :step WHERE id = :id AND reminders_sent < :step"
+            " AND status = 'new' AND first_answer_at IS NULL", {"step": step, "id": lead["id"]}).rowcount
         if taken:
             outbox.queue(db, lead["id"], outbox.notifications_for(
                 config, form_for_key(config, lead["form"]), kind="reminder", channels=REMINDER_CHANNELS), now)
@@ -98,14 +98,15 @@ def _remind_callbacks(config, db, moment, now):
     since = (moment - timedelta(hours=1)).isoformat(timespec="microseconds")
     queued = 0
     with write_transaction(db):
-        callbacks = db.conn.execute(
-            "SELECT id, form FROM submissions WHERE callback_at <= ? AND callback_at >= ? AND callback_reminded = 0"
-            " AND +status IN ('new', 'in_progress')", [until, since]).fetchall()
+        callbacks = db.execute(
+            "SELECT id, form FROM submissions WHERE callback_at <= :until AND callback_at >= :since"
+            f" AND callback_reminded = 0 AND {db.sql.unindexed('status')} IN ('new', 'in_progress')",
+            {"until": until, "since": since}).mappings().all()
         for callback in callbacks:
             notifications = outbox.notifications_for(config, form_for_key(config, callback["form"]), kind="reminder",
                                                      channels=REMINDER_CHANNELS)
             outbox.queue(db, callback["id"], notifications, now)
-            db.conn.execute("UPDATE submissions SET callback_reminded = 1 WHERE id = ?", [callback["id"]])
+            db.execute("UPDATE submissions SET callback_reminded = 1 WHERE id = :id", callback)
             queued += 1
     return queued
 
@@ -121,25 +122,27 @@ def _send_digest(config, db, moment, now):
         return 0
     day_before = (moment - timedelta(days=1)).isoformat(timespec="microseconds")
     with write_transaction(db):
-        if db.conn.execute("SELECT 1 FROM digests WHERE day = ?", [local.date().isoformat()]).fetchone():
+        day = local.date().isoformat()
+        if db.execute("SELECT 1 FROM digests WHERE day = :day", {"day": day}).first():
             return 0
-        new_leads = db.conn.execute("SELECT COUNT(*) FROM submissions WHERE status != 'spam' AND received_at >= ?",
-                                    [day_before]).fetchone()[0]
+        new_leads = db.execute("SELECT COUNT(*) FROM submissions WHERE status != 'spam' AND received_at >= :since",
+                               {"since": day_before}).scalar_one()
         waiting = "FROM submissions WHERE status = 'new' AND first_answer_at IS NULL"
-        unanswered = db.conn.execute(f"SELECT COUNT(*) {waiting}").fetchone()[0]
-        oldest = db.conn.execute(f"SELECT id {waiting} ORDER BY received_at, id LIMIT 1").fetchone()
-        newest = db.conn.execute("SELECT id FROM submissions WHERE status != 'spam' AND received_at >= ?"
-                                 " ORDER BY received_at DESC, id DESC LIMIT 1", [day_before]).fetchone()
-        anchor = oldest or newest
-        if anchor is None:
+        unanswered = db.execute(f"SELECT COUNT(*) {waiting}").scalar_one()
+        oldest_id = db.execute(f"SELECT id {waiting} ORDER BY received_at, id LIMIT 1").scalar()
+        newest_id = db.execute("SELECT id FROM submissions WHERE status != 'spam' AND received_at >= :since"
+                               " ORDER BY received_at DESC, id DESC LIMIT 1", {"since": day_before}).scalar()
+        anchor_id = oldest_id or newest_id
+        if anchor_id is None:
             return 0
-        digest_id = db.conn.execute(
-            "INSERT INTO digests (day, created_at, new_leads, unanswered, oldest_id) VALUES (?, ?, ?, ?, ?)",
-            [local.date().isoformat(), moment.isoformat(timespec="microseconds"), new_leads, unanswered,
-             oldest["id"] if oldest else None]).lastrowid
+        digest_id = db.execute(
+            "INSERT INTO digests (day, created_at, new_leads, unanswered, oldest_id)"
+            " VALUES (:day, :created_at, :new_leads, :unanswered, :oldest_id) RETURNING id",
+            {"day": day, "created_at": moment.isoformat(timespec="microseconds"), "new_leads": new_leads,
+             "unanswered": unanswered, "oldest_id": oldest_id}).scalar_one()
         notifications = outbox.notifications_for(config, config["FORM_DEFINITIONS"]["contactus"], kind="digest",
                                                  channels=REMINDER_CHANNELS)
-        outbox.queue(db, anchor["id"], [{**notification, "digest_id": digest_id} for notification in notifications],
+        outbox.queue(db, anchor_id, [{**notification, "digest_id": digest_id} for notification in notifications],
                      now)
     log.info("daily digest for %s queued: %d new, %d unanswered", local.date(), new_leads, unanswered)
     return 1
@@ -147,8 +150,8 @@ def _send_digest(config, db, moment, now):
 
 def get_digest(db, digest_id):
     """A digest's figures, with the oldest unanswered lead's name and arrival (gone if it was deleted)."""
-    row = db.conn.execute(
+    row = db.execute(
         "SELECT digests.*, coalesce(nullif(oldest.name, ''), oldest.email) AS oldest_name,"
         " oldest.received_at AS oldest_received_at FROM digests LEFT JOIN submissions AS oldest"
-        " ON oldest.id = digests.oldest_id WHERE digests.id = ?", [digest_id]).fetchone()
+        " ON oldest.id = digests.oldest_id WHERE digests.id = :id", {"id": digest_id}).mappings().first()
     return dict(row) if row else None

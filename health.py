@@ -4,9 +4,9 @@
 channels, never targets or errors: an owner's address or a webhook's token must not reach a public page.
 """
 import logging
-import sqlite3
 import time
 
+import sqlalchemy
 from flask import Blueprint, current_app, jsonify
 
 import database
@@ -42,17 +42,17 @@ def database_check(db, now):
     """Write one row: proves the file, its directory and the disk all take writes."""
     try:
         with database.write_transaction(db):
-            db.conn.execute("INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE"
-                            " SET at = excluded.at", [now])
-    except sqlite3.Error as error:
-        return {"ok": False, "problem": f"the database does not take writes: {error}"}
+            db.execute("INSERT INTO health_probe (id, at) VALUES (1, :now) ON CONFLICT (id) DO UPDATE"
+                       " SET at = excluded.at", {"now": now})
+    except sqlalchemy.exc.DBAPIError as error:
+        return {"ok": False, "problem": f"the database does not take writes: {database.driver_error(error)}"}
     return {"ok": True}
 
 
 def outbox_check(db, now, max_delay):
     """A message due longer than max_delay means nothing is delivering it: no worker, or its channel is down."""
-    due, oldest = db.conn.execute("SELECT COUNT(*), MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
-                                  " AND next_attempt_at <= ?", [now]).fetchone()
+    due, oldest = db.execute("SELECT COUNT(*), MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+                             " AND next_attempt_at <= :now", {"now": now}).one()
     waited = round(now - oldest, 1) if oldest is not None else 0
     check = {"ok": waited <= max_delay, "due": due, "oldest_due_seconds": waited}
     if not check["ok"]:
@@ -62,8 +62,8 @@ def outbox_check(db, now, max_delay):
 
 def channel_checks(db, now, max_delay):
     """Per channel: did its last attempt succeed, or how long ago did it fail and for how long has it failed."""
-    rows = db.conn.execute("SELECT channel, target, last_attempt_at, last_ok_at, last_error_at, off_at"
-                           " FROM delivery_targets WHERE last_attempt_at IS NOT NULL ORDER BY channel").fetchall()
+    rows = db.execute("SELECT channel, target, last_attempt_at, last_ok_at, last_error_at, off_at"
+                      " FROM delivery_targets WHERE last_attempt_at IS NOT NULL ORDER BY channel").mappings().all()
     checks = []
     for channel in dict.fromkeys(row["channel"] for row in rows):
         mine = [row for row in rows if row["channel"] == channel]
@@ -96,8 +96,8 @@ def _failing_since(db, row):
     """Since the last success; for a target that never succeeded, since its oldest waiting message."""
     if row["last_ok_at"] is not None:
         return row["last_ok_at"]
-    oldest = db.conn.execute("SELECT MIN(created_at) FROM outbox WHERE state = 'pending' AND channel = ?"
-                             " AND (? = '' OR target = ?)", [row["channel"], row["target"], row["target"]]).fetchone()[0]
+    oldest = db.execute("SELECT MIN(created_at) FROM outbox WHERE state = 'pending' AND channel = :channel"
+                        " AND (:target = '' OR target = :target)", row).scalar()
     return min(oldest, row["last_error_at"]) if oldest is not None else row["last_error_at"]
 
 
@@ -109,12 +109,11 @@ def mail_stopped(db, now, seconds):
     "None delivered" reads the email channel's last success, so a message retried into a bounce still counts
     as waiting; None when mail flows.
     """
-    oldest = db.conn.execute("SELECT MIN(created_at) FROM outbox WHERE state = 'pending' AND channel = 'email'"
-                             " AND kind = 'lead'").fetchone()[0]
+    oldest = db.execute("SELECT MIN(created_at) FROM outbox WHERE state = 'pending' AND channel = 'email'"
+                        " AND kind = 'lead'").scalar()
     if oldest is None or now - oldest < seconds:
         return None
-    last_delivered = db.conn.execute("SELECT MAX(last_ok_at) FROM delivery_targets WHERE channel = 'email'"
-                                     ).fetchone()[0]
+    last_delivered = db.execute("SELECT MAX(last_ok_at) FROM delivery_targets WHERE channel = 'email'").scalar()
     if last_delivered is not None and now - last_delivered < seconds:
         return None
     return {"waiting_since": oldest, "last_delivered_at": last_delivered}

@@ -76,21 +76,22 @@ class DatabaseCollector:
         now = time.time()
         submissions = GaugeMetricFamily("postbox_submissions", "Submissions stored, by form and status",
                                         labels=["form", "status"])
-        for row in db.conn.execute("SELECT form, status, n FROM inbox_totals WHERE n > 0 ORDER BY form, status"):
+        for row in db.execute("SELECT form, status, n FROM inbox_totals WHERE n > 0 ORDER BY form, status").mappings():
             submissions.add_metric([row["form"], row["status"]], row["n"])
         depth = GaugeMetricFamily("postbox_outbox_depth", "Notifications waiting to be delivered, by channel",
                                   labels=["channel"])
         oldest = GaugeMetricFamily("postbox_outbox_oldest_age_seconds",
                                    "Age of the oldest notification waiting, by channel", labels=["channel"])
-        for row in db.conn.execute("SELECT channel, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"
-                                   " WHERE state = 'pending' GROUP BY channel ORDER BY channel"):
+        for row in db.execute("SELECT channel, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"
+                              " WHERE state = 'pending' GROUP BY channel ORDER BY channel").mappings():
             depth.add_metric([row["channel"]], row["n"])
             oldest.add_metric([row["channel"]], max(0.0, now - row["oldest"]))
         # From the delivery log: deleting a submission (retention, the inbox) deletes its attempts too, which
         # Prometheus reads as a counter reset.
         attempts = CounterMetricFamily("postbox_delivery_attempts", "Delivery attempts, by channel and outcome",
                                        labels=["channel", "outcome"])
-        for row in db.conn.execute("SELECT outbox.channel, delivery_log.outcome, COUNT(*) AS n FROM delivery_log"
-                                   " JOIN outbox ON outbox.id = delivery_log.outbox_id GROUP BY 1, 2 ORDER BY 1, 2"):
+        for row in db.execute("SELECT outbox.channel, delivery_log.outcome, COUNT(*) AS n FROM delivery_log"
+                              " JOIN outbox ON outbox.id = delivery_log.outbox_id GROUP BY 1, 2 ORDER BY 1, 2"
+                              ).mappings():
             attempts.add_metric([row["channel"], row["outcome"]], row["n"])
         return [submissions, depth, oldest, attempts]

@@ -65,6 +65,9 @@ def notifications_for(config, form, kind="lead", channels=None):
 
 
 AUTOREPLY_EVERY_SECONDS = 24 * 3600
+# Whether the row's target was turned off (a 410 from a webhook, say): its row is stored 'off', not sent.
+TURNED_OFF = ("EXISTS (SELECT 1 FROM delivery_targets WHERE channel = :channel AND target = :target"
+              " AND off_at IS NOT NULL)")
 
 
 def queue(db, submission_id, notifications, now):
@@ -73,23 +76,20 @@ def queue(db, submission_id, notifications, now):
     An autoreply to an address that had one in the last 24 hours is left out. Checked here, inside the
     transaction that stores the submission, two posts at the same moment still give one autoreply.
     """
-    for notification in notifications:
-        if notification["kind"] == "autoreply" and _autoreplied_recently(db, notification["target"], now):
-            continue
-        off = db.conn.execute("SELECT off_at FROM delivery_targets WHERE channel = ? AND target = ?"
-                              " AND off_at IS NOT NULL", [notification["channel"], notification["target"]]).fetchone()
-        db.conn.execute(
+    rows = [{"reply_id": None, "digest_id": None, **notification, "submission_id": submission_id, "now": now}
+            for notification in notifications
+            if notification["kind"] != "autoreply" or not _autoreplied_recently(db, notification["target"], now)]
+    if rows:
+        db.execute(
             "INSERT INTO outbox (submission_id, kind, channel, target, message_id, state, created_at, next_attempt_at,"
-            " last_error, reply_id, digest_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [submission_id, notification["kind"], notification["channel"], notification["target"],
-             notification["message_id"], "off" if off else "pending", now, now,
-             "this target was turned off" if off else None, notification.get("reply_id"),
-             notification.get("digest_id")])
+            " last_error, reply_id, digest_id) VALUES (:submission_id, :kind, :channel, :target, :message_id,"
+            f" CASE WHEN {TURNED_OFF} THEN 'off' ELSE 'pending' END, :now, :now,"
+            f" CASE WHEN {TURNED_OFF} THEN 'this target was turned off' END, :reply_id, :digest_id)", rows)
 
 
 def _autoreplied_recently(db, address, now):
-    row = db.conn.execute("SELECT 1 FROM outbox WHERE kind = 'autoreply' AND target = ? AND created_at > ? LIMIT 1",
-                          [address, now - AUTOREPLY_EVERY_SECONDS]).fetchone()
+    row = db.execute("SELECT 1 FROM outbox WHERE kind = 'autoreply' AND target = :address AND created_at > :since"
+                     " LIMIT 1", {"address": address, "since": now - AUTOREPLY_EVERY_SECONDS}).first()
     return row is not None
 
 
@@ -99,7 +99,7 @@ def claim(db, claimant, now, lease_seconds, limit):
     """Lease up to `limit` due messages of channels that are not paused; return (token, rows)."""
     token = uuid.uuid4().hex
     with write_transaction(db):
-        rows = db.conn.execute(
+        rows = db.execute(
             "UPDATE outbox SET lease_until = :until, claimant = :claimant, lease_token = :token WHERE id IN ("
             " SELECT outbox.id FROM outbox LEFT JOIN delivery_targets AS connection"
             " ON connection.channel = outbox.channel AND connection.target = ''"
@@ -107,23 +107,24 @@ def claim(db, claimant, now, lease_seconds, limit):
             " AND coalesce(connection.paused_until, 0) <= :now ORDER BY outbox.next_attempt_at LIMIT :limit)"
             " RETURNING *",
             {"until": now + lease_seconds, "claimant": claimant, "token": token, "now": now, "limit": limit},
-        ).fetchall()
+        ).mappings().all()
     return token, sorted((dict(row) for row in rows), key=lambda row: (row["next_attempt_at"], row["id"]))
 
 
 def renew(db, row, token, until):
     """Extend one claimed message's lease before sending it; False when another worker holds it now."""
     with write_transaction(db):
-        cursor = db.conn.execute("UPDATE outbox SET lease_until = ? WHERE id = ? AND lease_token = ?"
-                                 " AND state = 'pending'", [until, row["id"], token])
-    return cursor.rowcount == 1
+        renewed = db.execute("UPDATE outbox SET lease_until = :until WHERE id = :id AND lease_token = :token"
+                             " AND state = 'pending'", {"until": until, "id": row["id"], "token": token}).rowcount
+    return renewed == 1
 
 
 def release(db, outbox_ids, token):
     """Give back claimed messages untouched and due now, for the next worker."""
     with write_transaction(db):
-        db.conn.executemany("UPDATE outbox SET lease_until = 0, claimant = NULL, lease_token = NULL"
-                            " WHERE id = ? AND lease_token = ?", [(outbox_id, token) for outbox_id in outbox_ids])
+        db.execute("UPDATE outbox SET lease_until = 0, claimant = NULL, lease_token = NULL"
+                   " WHERE id = :id AND lease_token = :token", [{"id": outbox_id, "token": token}
+                                                                for outbox_id in outbox_ids])
 
 
 # --- Outcomes -------------------------------------------------------------------------------------------------
@@ -141,12 +142,12 @@ def record(db, row, token, outcome, now, detail, next_attempt_at=None):
     params = {"id": row["id"], "token": token, "now": now, "detail": detail[:DETAIL_LENGTH],
               "next_attempt_at": next_attempt_at, "outcome": outcome}
     with write_transaction(db):
-        cursor = db.conn.execute(
+        updated = db.execute(
             f"UPDATE outbox SET {_OUTCOMES[outcome]}, attempts = attempts + 1, lease_until = 0, claimant = NULL,"
-            " lease_token = NULL WHERE id = :id AND lease_token = :token", params)
-        if cursor.rowcount == 0:
+            " lease_token = NULL WHERE id = :id AND lease_token = :token", params).rowcount
+        if updated == 0:
             return False
-        db.conn.execute("INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (:id, :now, :outcome,"
+        db.execute("INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (:id, :now, :outcome,"
                         " :detail)", params)
         _note_target(db, row, outcome, now, params["detail"])
     return True
@@ -156,45 +157,42 @@ def _note_target(db, row, outcome, now, detail):
     """Keep each target's last outcome (for health and the inbox), and act on a success or a 410."""
     channel = CHANNELS.get(row["channel"])
     scope = "" if channel is not None and channel.shared_connection else row["target"]
-    db.conn.execute("INSERT INTO delivery_targets (channel, target) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING",
-                    [row["channel"], row["target"], row["channel"], scope])
+    params = {"channel": row["channel"], "target": row["target"], "scope": scope, "now": now, "detail": detail}
+    db.execute("INSERT INTO delivery_targets (channel, target) VALUES (:channel, :target), (:channel, :scope)"
+               " ON CONFLICT DO NOTHING", params)
     if outcome == "sent":
         # A success after trouble: what waited for this channel (or this target) goes now, not after its backoff.
         # For a shared connection only a connection failure counts: a greylisted email is retried on its own time.
-        troubled = db.conn.execute(
-            "SELECT 1 FROM delivery_targets WHERE channel = ? AND target = ? AND"
-            " (failures > 0 OR (? != '' AND last_error_at > coalesce(last_ok_at, 0)))",
-            [row["channel"], scope, scope]).fetchone()
+        troubled = db.execute(
+            "SELECT 1 FROM delivery_targets WHERE channel = :channel AND target = :scope AND"
+            " (failures > 0 OR (:scope != '' AND last_error_at > coalesce(last_ok_at, 0)))", params).first()
         if troubled:
-            db.conn.execute("UPDATE outbox SET next_attempt_at = :now WHERE state = 'pending' AND channel = :channel"
-                            " AND (:scope = '' OR target = :scope) AND next_attempt_at > :now",
-                            {"now": now, "channel": row["channel"], "scope": scope})
-        db.conn.execute("UPDATE delivery_targets SET last_attempt_at = ?, last_ok_at = ?, failures = 0,"
-                        " paused_until = 0 WHERE channel = ? AND target IN (?, ?)",
-                        [now, now, row["channel"], row["target"], scope])
+            db.execute("UPDATE outbox SET next_attempt_at = :now WHERE state = 'pending' AND channel = :channel"
+                       " AND (:scope = '' OR target = :scope) AND next_attempt_at > :now", params)
+        db.execute("UPDATE delivery_targets SET last_attempt_at = :now, last_ok_at = :now, failures = 0,"
+                   " paused_until = 0 WHERE channel = :channel AND target IN (:target, :scope)", params)
         return
-    db.conn.execute("UPDATE delivery_targets SET last_attempt_at = ?, last_error = ?, last_error_at = ?"
-                    " WHERE channel = ? AND target = ?", [now, detail, now, row["channel"], row["target"]])
+    db.execute("UPDATE delivery_targets SET last_attempt_at = :now, last_error = :detail, last_error_at = :now"
+               " WHERE channel = :channel AND target = :target", params)
     if outcome == "off":
-        db.conn.execute("UPDATE delivery_targets SET off_at = ? WHERE channel = ? AND target = ?",
-                        [now, row["channel"], row["target"]])
-        db.conn.execute("UPDATE outbox SET state = 'off', last_error = ? WHERE state = 'pending' AND channel = ?"
-                        " AND target = ? AND lease_token IS NULL", [detail, row["channel"], row["target"]])
+        db.execute("UPDATE delivery_targets SET off_at = :now WHERE channel = :channel AND target = :target", params)
+        db.execute("UPDATE outbox SET state = 'off', last_error = :detail WHERE state = 'pending'"
+                   " AND channel = :channel AND target = :target AND lease_token IS NULL", params)
 
 
 def pause_channel(db, channel, now, detail, config):
     """Record a channel-wide failure and pause the channel with backoff; return when it resumes."""
     with write_transaction(db):
-        db.conn.execute("INSERT INTO delivery_targets (channel, target) VALUES (?, '') ON CONFLICT DO NOTHING",
-                        [channel])
-        failures = db.conn.execute(
-            "UPDATE delivery_targets SET failures = failures + 1, last_attempt_at = ?, last_error = ?,"
-            " last_error_at = ? WHERE channel = ? AND target = '' RETURNING failures",
-            [now, detail[:DETAIL_LENGTH], now, channel]).fetchone()[0]
+        params = {"channel": channel, "now": now, "detail": detail[:DETAIL_LENGTH]}
+        db.execute("INSERT INTO delivery_targets (channel, target) VALUES (:channel, '') ON CONFLICT DO NOTHING",
+                   params)
+        failures = db.execute(
+            "UPDATE delivery_targets SET failures = failures + 1, last_attempt_at = :now, last_error = :detail,"
+            " last_error_at = :now WHERE channel = :channel AND target = '' RETURNING failures", params).scalar_one()
         # Probe a down channel at least every PAUSE_MAX_SECONDS: a server back up must not wait out an hour.
         resume = now + min(retry_delay(failures, config), PAUSE_MAX_SECONDS)
-        db.conn.execute("UPDATE delivery_targets SET paused_until = ? WHERE channel = ? AND target = ''",
-                        [resume, channel])
+        db.execute("UPDATE delivery_targets SET paused_until = :resume WHERE channel = :channel AND target = ''",
+                   {"resume": resume, "channel": channel})
     return resume
 
 
@@ -209,16 +207,16 @@ def retry_delay(attempts, config):
 def resend(db, submission_id, now, outbox_id=None):
     """Send a submission's notifications again now, or just one of them; the give-up window restarts."""
     with write_transaction(db):
-        cursor = db.conn.execute(
+        resent = db.execute(
             "UPDATE outbox SET state = 'pending', next_attempt_at = :now, created_at = :now, lease_until = 0,"
             " claimant = NULL, lease_token = NULL WHERE submission_id = :submission"
             " AND ((:outbox IS NULL AND kind = 'lead') OR id = :outbox)",
-            {"now": now, "submission": submission_id, "outbox": outbox_id})
+            {"now": now, "submission": submission_id, "outbox": outbox_id}).rowcount
         if outbox_id is not None:
             # The owner asked for this target explicitly: a 410 is not the last word.
-            db.conn.execute("UPDATE delivery_targets SET off_at = NULL WHERE (channel, target) IN"
-                            " (SELECT channel, target FROM outbox WHERE id = ?)", [outbox_id])
-    return cursor.rowcount
+            db.execute("UPDATE delivery_targets SET off_at = NULL WHERE (channel, target) IN"
+                       " (SELECT channel, target FROM outbox WHERE id = :id)", {"id": outbox_id})
+    return resent
 
 
 def queue_for(db, submission_id, notifications, now):
@@ -230,41 +228,40 @@ def queue_for(db, submission_id, notifications, now):
 def lift_pauses(db):
     """Let every paused channel be tried again now (a worker starting may run with a repaired configuration)."""
     with write_transaction(db):
-        db.conn.execute("UPDATE delivery_targets SET paused_until = 0 WHERE paused_until > 0")
+        db.execute("UPDATE delivery_targets SET paused_until = 0 WHERE paused_until > 0")
 
 
 def send_all_now(db, now):
     """Make every waiting message due now and lift every pause; return how many messages were waiting."""
     lift_pauses(db)
     with write_transaction(db):
-        return db.conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending'"
-                               " AND next_attempt_at > ?", [now, now]).rowcount
+        return db.execute("UPDATE outbox SET next_attempt_at = :now WHERE state = 'pending'"
+                          " AND next_attempt_at > :now", {"now": now}).rowcount
 
 
 def next_due_at(db):
     """Return when the earliest pending message is due (epoch seconds), pauses included, or None."""
-    row = db.conn.execute(
-        "SELECT MIN(MAX(outbox.next_attempt_at, outbox.lease_until, coalesce(connection.paused_until, 0)))"
-        " FROM outbox LEFT JOIN delivery_targets AS connection ON connection.channel = outbox.channel"
-        " AND connection.target = '' WHERE outbox.state = 'pending'").fetchone()
-    return row[0]
+    due = db.sql.greatest("outbox.next_attempt_at", "outbox.lease_until", "coalesce(connection.paused_until, 0)")
+    return db.execute(
+        f"SELECT MIN({due}) FROM outbox LEFT JOIN delivery_targets AS connection"
+        " ON connection.channel = outbox.channel AND connection.target = '' WHERE outbox.state = 'pending'").scalar()
 
 
 def notifications_of(db, submission_id):
     """Return a submission's notifications, one per channel target, each with its delivery log."""
-    rows = [dict(row) for row in db.conn.execute(
-        "SELECT * FROM outbox WHERE submission_id = ? ORDER BY id", [submission_id])]
+    rows = [dict(row) for row in db.execute(
+        "SELECT * FROM outbox WHERE submission_id = :id ORDER BY id", {"id": submission_id}).mappings()]
     for row in rows:
-        row["log"] = [dict(entry) for entry in db.conn.execute(
-            "SELECT * FROM delivery_log WHERE outbox_id = ? ORDER BY id", [row["id"]])]
+        row["log"] = [dict(entry) for entry in db.execute(
+            "SELECT * FROM delivery_log WHERE outbox_id = :id ORDER BY id", {"id": row["id"]}).mappings()]
     return rows
 
 
 def channel_problems(db):
     """Return the channels and targets whose last attempt failed, newest first."""
-    return [dict(row) for row in db.conn.execute(
+    return [dict(row) for row in db.execute(
         "SELECT * FROM delivery_targets WHERE last_error_at > coalesce(last_ok_at, 0) OR off_at IS NOT NULL"
-        " ORDER BY last_error_at DESC")]
+        " ORDER BY last_error_at DESC").mappings()]
 
 
 # --- The worker ------------------------------------------------------------------------------------------------

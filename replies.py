@@ -5,12 +5,13 @@ from database import utc_now_iso, write_transaction
 
 def mark_first_answer(db, submission_ids, at):
     """Record, inside the caller's transaction, that these leads were acted on: reminders stop, the clock stops."""
-    db.conn.executemany("UPDATE submissions SET first_answer_at = ? WHERE id = ? AND first_answer_at IS NULL",
-                        [(at, submission_id) for submission_id in submission_ids])
+    leads = [{"id": submission_id, "at": at} for submission_id in submission_ids]
+    if not leads:
+        return
+    db.execute("UPDATE submissions SET first_answer_at = :at WHERE id = :id AND first_answer_at IS NULL", leads)
     # A reminder still waiting to be sent is about a lead no longer waiting.
-    db.conn.executemany("UPDATE outbox SET state = 'off', last_error = 'the lead was answered' WHERE submission_id = ?"
-                        " AND kind = 'reminder' AND state = 'pending' AND lease_token IS NULL",
-                        [(submission_id,) for submission_id in submission_ids])
+    db.execute("UPDATE outbox SET state = 'off', last_error = 'the lead was answered' WHERE submission_id = :id"
+               " AND kind = 'reminder' AND state = 'pending' AND lease_token IS NULL", leads)
 
 
 def reply_notification(config, address):
@@ -23,23 +24,25 @@ def save_reply(db, submission_id, author, body, notification, now):
     """Keep the reply, queue its email to the visitor and mark the lead answered, in one transaction."""
     at = utc_now_iso()
     with write_transaction(db):
-        reply_id = db.conn.execute(
-            "INSERT INTO replies (submission_id, author, body, created_at, message_id) VALUES (?, ?, ?, ?, ?)",
-            [submission_id, author, body, at, notification["message_id"]]).lastrowid
+        params = {"submission_id": submission_id, "author": author, "body": body, "at": at,
+                  "message_id": notification["message_id"]}
+        reply_id = db.execute(
+            "INSERT INTO replies (submission_id, author, body, created_at, message_id)"
+            " VALUES (:submission_id, :author, :body, :at, :message_id) RETURNING id", params).scalar_one()
         outbox.queue(db, submission_id, [{**notification, "reply_id": reply_id}], now)
-        db.conn.execute("UPDATE submissions SET status = 'answered', status_by = ?, status_at = ? WHERE id = ?",
-                        [author, at, submission_id])
+        db.execute("UPDATE submissions SET status = 'answered', status_by = :author, status_at = :at"
+                   " WHERE id = :submission_id", params)
         mark_first_answer(db, [submission_id], at)
     return reply_id
 
 
 def get_reply(db, reply_id):
-    row = db.conn.execute("SELECT * FROM replies WHERE id = ?", [reply_id]).fetchone()
+    row = db.execute("SELECT * FROM replies WHERE id = :id", {"id": reply_id}).mappings().first()
     return dict(row) if row else None
 
 
 def replies_of(db, submission_id):
     """A submission's replies, oldest first, each with the state of its email."""
-    return [dict(row) for row in db.conn.execute(
+    return [dict(row) for row in db.execute(
         "SELECT replies.*, outbox.state AS delivery FROM replies LEFT JOIN outbox ON outbox.reply_id = replies.id"
-        " WHERE replies.submission_id = ? ORDER BY replies.id", [submission_id])]
+        " WHERE replies.submission_id = :id ORDER BY replies.id", {"id": submission_id}).mappings()]

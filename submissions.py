@@ -2,15 +2,16 @@
 import json
 import os
 import queue
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import sqlalchemy
+
 import outbox
-from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, file_identity, is_storage_down, open_db,
-                      utc_now_iso, write_transaction)
+from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, driver_error, file_identity, is_storage_down,
+                      open_db, utc_now_iso, write_transaction)
 
 
 def init_app(app):
@@ -42,10 +43,11 @@ def _insert_submission(db, submission, notifications):
     # A callback request's day, slot and the moment the slot begins (the follow-up's columns).
     row.update({name: submission[name] for name in CALLBACK_COLUMNS if submission.get(name)})
     columns = ", ".join(row)
-    placeholders = ", ".join("?" for _ in row)
-    cursor = db.conn.execute(f"INSERT INTO submissions ({columns}) VALUES ({placeholders})", list(row.values()))
-    outbox.queue(db, cursor.lastrowid, notifications, time.time())
-    return cursor.lastrowid
+    placeholders = ", ".join(f":{name}" for name in row)
+    submission_id = db.execute(f"INSERT INTO submissions ({columns}) VALUES ({placeholders}) RETURNING id",
+                               row).scalar_one()
+    outbox.queue(db, submission_id, notifications, time.time())
+    return submission_id
 
 
 # A repeat of a named submission (the hosted form's _token, an Idempotency-Key) within this time is the same one.
@@ -72,10 +74,11 @@ def store_once(db, record, notifications=(), key=None, duplicate_since=None, now
     """
     now = time.time() if now is None else now
     if key is not None:
-        row = db.conn.execute("SELECT submission_id FROM idempotency_keys WHERE form = ? AND key = ?"
-                              " AND created_at >= ?", [*key, now - IDEMPOTENCY_SECONDS]).fetchone()
-        if row is not None:
-            return Saved(row[0], repeated=True)
+        first_id = db.execute("SELECT submission_id FROM idempotency_keys WHERE form = :form AND key = :key"
+                              " AND created_at >= :since",
+                              {"form": key[0], "key": key[1], "since": now - IDEMPOTENCY_SECONDS}).scalar()
+        if first_id is not None:
+            return Saved(first_id, repeated=True)
     if (duplicate_since and (record.get("status") or "new") == "new"
             and recent_duplicate(db, record["form"], record.get("email") or "", record.get("message") or "",
                                  duplicate_since)):
@@ -83,13 +86,16 @@ def store_once(db, record, notifications=(), key=None, duplicate_since=None, now
         notifications = ()
     submission_id = _insert_submission(db, record, notifications)
     if key is not None:
-        db.conn.execute("INSERT OR REPLACE INTO idempotency_keys (form, key, submission_id, created_at)"
-                        " VALUES (?, ?, ?, ?)", [*key, submission_id, now])
+        # A key older than a day names a new submission: the row is taken over.
+        db.execute("INSERT INTO idempotency_keys (form, key, submission_id, created_at)"
+                   " VALUES (:form, :key, :submission_id, :now) ON CONFLICT (form, key)"
+                   " DO UPDATE SET submission_id = excluded.submission_id, created_at = excluded.created_at",
+                   {"form": key[0], "key": key[1], "submission_id": submission_id, "now": now})
     return Saved(submission_id, record.get("status") or "new", record.get("spam_reason") or "")
 
 
 def forget_old_keys(db, now):
-    db.conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", [now - IDEMPOTENCY_SECONDS])
+    db.execute("DELETE FROM idempotency_keys WHERE created_at < :before", {"before": now - IDEMPOTENCY_SECONDS})
 
 
 class _PendingSave:
@@ -182,8 +188,8 @@ class SubmissionWriter:
                 db = db or self._open()
                 self._commit(db, batch)
             except Exception as error:  # e.g. locked, full, read-only, removed: every waiter gets the error
-                if isinstance(error, sqlite3.Error) and is_storage_down(error):
-                    error = StorageUnavailable(str(error))
+                if isinstance(error, sqlalchemy.exc.DBAPIError) and is_storage_down(error):
+                    error = StorageUnavailable(str(driver_error(error)))
                 for item in batch:
                     if not item.done.is_set():
                         item.finish(error=error)
@@ -219,7 +225,7 @@ class SubmissionWriter:
                 outcomes = [store_once(db, item.record, item.notifications, item.key, item.duplicate_since, now)
                             for item in claimed]
                 forget_old_keys(db, now)
-        except sqlite3.Error as error:
+        except sqlalchemy.exc.DBAPIError as error:
             if is_storage_down(error):
                 raise
             # One bad row must not fail its neighbours: commit each alone and report each its own outcome.
@@ -234,7 +240,7 @@ class SubmissionWriter:
             try:
                 with write_transaction(db, item.deadline, self.clock):
                     saved = store_once(db, item.record, item.notifications, item.key, item.duplicate_since, now)
-            except sqlite3.Error as error:
+            except sqlalchemy.exc.DBAPIError as error:
                 if is_storage_down(error):
                     raise
                 item.finish(error=error)  # handed to the waiting request, which answers for it
@@ -244,7 +250,7 @@ class SubmissionWriter:
 
 
 def get_submission(db, submission_id):
-    row = db.conn.execute("SELECT * FROM submissions WHERE id = ?", [submission_id]).fetchone()
+    row = db.execute("SELECT * FROM submissions WHERE id = :id", {"id": submission_id}).mappings().first()
     return decode_submission(row) if row else None
 
 
@@ -257,8 +263,9 @@ def decode_submission(row):
 
 def recent_duplicate(db, form, email, message, since_iso):
     """Tell whether the same sender sent the same message to the same form since the given time."""
-    row = db.conn.execute(
-        "SELECT 1 FROM submissions WHERE form = ? AND email = ? AND message = ? AND received_at >= ? LIMIT 1",
-        [form, email, message, since_iso],
-    ).fetchone()
+    row = db.execute(
+        "SELECT 1 FROM submissions WHERE form = :form AND email = :email AND message = :message"
+        " AND received_at >= :since LIMIT 1",
+        {"form": form, "email": email, "message": message, "since": since_iso},
+    ).first()
     return row is not None

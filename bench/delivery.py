@@ -40,7 +40,7 @@ def store_backlog(directory, count):
     form = app.config["FORM_DEFINITIONS"]["contactus"]
     for _ in range(count):
         submissions.save_submission(db, dict(SUBMISSION), outbox.notifications_for(app.config, form))
-    return {"queued": db.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]}
+    return {"queued": db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").scalar()}
 
 
 def drain_outbox(directory, smtp_port):
@@ -57,7 +57,7 @@ def drain_outbox(directory, smtp_port):
     while count := outbox.deliver_due(app, db, "bench"):
         claimed += count
     seconds = time.perf_counter() - started
-    sent = db.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'sent'").fetchone()[0]
+    sent = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'sent'").scalar()
     return {"claimed": claimed, "sent": sent, "seconds": seconds}
 
 

@@ -70,24 +70,29 @@ def make_rows(count, start_id, now, rng, last_id):
     return submissions, outbox
 
 
+SUBMISSION_COLUMNS = ("id", "form", "received_at", "name", "email", "phone", "subject", "message", "extra", "page",
+                      "ip", "user_agent", "language", "status", "spam_reason")
+OUTBOX_COLUMNS = ("submission_id", "message_id", "target", "state", "attempts", "created_at", "next_attempt_at",
+                  "sent_at", "last_error")
+
+
 def main(path, total):
     db = database.open_db(path)
     database.migrate(db)
-    db.conn.execute("PRAGMA synchronous=OFF")  # a generated file: speed over durability
+    db.execute("PRAGMA synchronous=OFF")  # a generated file: speed over durability
     rng = random.Random(20261123)
     now = datetime.now(timezone.utc)
-    start_id = (db.conn.execute("SELECT MAX(id) FROM submissions").fetchone()[0] or 0) + 1
+    start_id = (db.execute("SELECT MAX(id) FROM submissions").scalar() or 0) + 1
     started = time.monotonic()
     for done in range(0, total, BATCH):
         submissions, outbox = make_rows(min(BATCH, total - done), start_id + done, now, rng, start_id + total)
         with database.write_transaction(db):
-            db.conn.executemany(
-                "INSERT INTO submissions (id, form, received_at, name, email, phone, subject, message, extra, page,"
-                " ip, user_agent, language, status, spam_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                submissions)
-            db.conn.executemany(
-                "INSERT INTO outbox (submission_id, kind, channel, message_id, target, state, attempts, created_at,"
-                " next_attempt_at, sent_at, last_error) VALUES (?, 'lead', 'email', ?, ?, ?, ?, ?, ?, ?, ?)", outbox)
+            db.execute(f"INSERT INTO submissions ({', '.join(SUBMISSION_COLUMNS)})"
+                       f" VALUES ({', '.join(':' + name for name in SUBMISSION_COLUMNS)})",
+                       [dict(zip(SUBMISSION_COLUMNS, row)) for row in submissions])
+            db.execute(f"INSERT INTO outbox (kind, channel, {', '.join(OUTBOX_COLUMNS)})"
+                       f" VALUES ('lead', 'email', {', '.join(':' + name for name in OUTBOX_COLUMNS)})",
+                       [dict(zip(OUTBOX_COLUMNS, row)) for row in outbox])
         print(f"\r{done + len(submissions):,} rows, {time.monotonic() - started:.0f} s", end="", file=sys.stderr)
     print(file=sys.stderr)
     db.close()

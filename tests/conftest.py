@@ -176,8 +176,8 @@ def deliver_all(app, db, claimant="test-worker", clock=time.time):
     return total
 
 
-def count_rows(db, table, where="1", params=()):
-    return db.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0]
+def count_rows(db, table, where="TRUE", params=None):
+    return db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).scalar()
 
 
 VALID = {"name": "Anna Rossi", "email": "anna@example.com", "message": "Vorrei un mazzo di rose per sabato."}

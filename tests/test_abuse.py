@@ -8,7 +8,7 @@ from app import create_app
 
 
 def spam_rows(db):
-    return db.conn.execute("SELECT status, spam_reason FROM submissions").fetchall()
+    return db.execute("SELECT status, spam_reason FROM submissions").all()
 
 
 def assert_kept_as_spam(db, app, smtp_server, reason_part):
@@ -53,7 +53,7 @@ def test_time_trap_forged_or_old_token_is_spam(config, smtp_server):
     time.sleep(2.1)
     client.post("/contactus", data={**VALID, "message": "second", "_token": token})
     from database import open_db
-    rows = open_db(app.config["DATABASE"]).conn.execute("SELECT status, spam_reason FROM submissions").fetchall()
+    rows = open_db(app.config["DATABASE"]).execute("SELECT status, spam_reason FROM submissions").all()
     assert [tuple(row) for row in rows] == [("spam", "form token forged"), ("spam", "form token too old")]
 
 
@@ -66,7 +66,7 @@ def test_human_with_token_and_plain_form_without_token_are_not_spam(config, smtp
     client.post("/contactus", data={**VALID, "_token": token})
     client.post("/contactus", data={**VALID, "message": "no token at all"})
     from database import open_db
-    assert [row[0] for row in open_db(app.config["DATABASE"]).conn.execute("SELECT status FROM submissions")] == [
+    assert [row[0] for row in open_db(app.config["DATABASE"]).execute("SELECT status FROM submissions")] == [
         "new", "new"]
 
 
@@ -83,7 +83,7 @@ def test_duplicate_within_minutes_is_spam(config, smtp_server):
     client.post("/contactus", data=VALID)
     client.post("/contactus", data=VALID)
     from database import open_db
-    rows = open_db(app.config["DATABASE"]).conn.execute("SELECT status FROM submissions ORDER BY id").fetchall()
+    rows = open_db(app.config["DATABASE"]).execute("SELECT status FROM submissions ORDER BY id").all()
     assert [row[0] for row in rows] == ["new", "spam"]
 
 
@@ -223,4 +223,4 @@ def test_token_endpoint_serves_a_valid_token_to_allowed_sites_only(config, smtp_
     client.post("/contactus", data={**VALID, "_token": allowed.json["token"]})
     assert client.get("/nope/token").status_code == 404
     from database import open_db
-    assert [row[0] for row in open_db(config["DATABASE"]).conn.execute("SELECT status FROM submissions")] == ["new"]
+    assert [row[0] for row in open_db(config["DATABASE"]).execute("SELECT status FROM submissions")] == ["new"]

@@ -8,22 +8,22 @@ import inbox_queries
 
 
 
-def counted_by_table(db, where="1", params=()):
+def counted_by_table(db, where="TRUE", params=None):
     counts = dict.fromkeys(database.STATUSES, 0)
-    counts.update(db.conn.execute(
-        f"SELECT status, COUNT(*) FROM submissions WHERE {where} GROUP BY status", params).fetchall())
+    counts.update(db.execute(
+        f"SELECT status, COUNT(*) FROM submissions WHERE {where} GROUP BY status", params).all())
     return counts
 
 
 def assert_counts_exact(db):
     assert inbox_queries.status_counts(db, {}) == counted_by_table(db)
     for form in ("contactus", "wedding"):
-        assert inbox_queries.status_counts(db, {"form": form}) == counted_by_table(db, "form = ?", [form])
+        assert inbox_queries.status_counts(db, {"form": form}) == counted_by_table(db, "form = :form", {"form": form})
     since, before = "2026-02-01T05:45:00.000000+00:00", "2026-02-03T18:30:00.000000+00:00"
     assert inbox_queries.status_counts(db, {"since": since, "before": before}) == counted_by_table(
-        db, "received_at >= ? AND received_at < ?", [since, before])
-    quarters = db.conn.execute("SELECT form, status, SUM(n) FROM inbox_quarters GROUP BY 1, 2").fetchall()
-    by_group = db.conn.execute("SELECT form, status, COUNT(*) FROM submissions GROUP BY 1, 2").fetchall()
+        db, "received_at >= :since AND received_at < :before", {"since": since, "before": before})
+    quarters = db.execute("SELECT form, status, SUM(n) FROM inbox_quarters GROUP BY 1, 2").all()
+    by_group = db.execute("SELECT form, status, COUNT(*) FROM submissions GROUP BY 1, 2").all()
     assert sorted(map(tuple, quarters)) == sorted(map(tuple, by_group))
 
 
@@ -47,9 +47,9 @@ def test_counts_follow_a_status_change(db, spread):
 
 
 def test_counts_follow_a_changed_form_and_time(db, spread):
-    db.conn.execute("UPDATE submissions SET form = 'wedding', received_at = '2026-02-02T10:07:00.000000+00:00'"
-                    " WHERE id = ?", [spread[1]])
-    db.conn.commit()
+    with database.write_transaction(db):
+        db.execute("UPDATE submissions SET form = 'wedding', received_at = '2026-02-02T10:07:00.000000+00:00'"
+                   " WHERE id = :id", {"id": spread[1]})
     assert_counts_exact(db)
 
 
@@ -61,7 +61,7 @@ def test_counts_follow_a_delete(db, spread):
 def test_counts_follow_a_purge(db, spread):
     inbox_queries.purge_received_before(db, "2026-02-02T12:00:00.000000+00:00")
     assert_counts_exact(db)
-    assert db.conn.execute("SELECT COUNT(*) FROM inbox_quarters WHERE n = 0").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM inbox_quarters WHERE n = 0").scalar() == 0
 
 
 @pytest.mark.parametrize("since, before", [
@@ -72,21 +72,23 @@ def test_counts_follow_a_purge(db, spread):
 ])
 def test_counts_between_bounds_inside_a_quarter_are_exact(db, spread, since, before):
     filters = {name: value for name, value in (("since", since), ("before", before)) if value}
-    clauses = [clause for clause, value in (("received_at >= ?", since), ("received_at < ?", before)) if value]
-    assert inbox_queries.status_counts(db, filters) == counted_by_table(
-        db, " AND ".join(clauses), [value for value in (since, before) if value])
+    clauses = [clause for clause, value in (("received_at >= :since", since), ("received_at < :before", before))
+               if value]
+    assert inbox_queries.status_counts(db, filters) == counted_by_table(db, " AND ".join(clauses), filters)
 
 
 def test_the_migration_counts_existing_rows(db, spread):
-    db.conn.execute("DELETE FROM inbox_quarters")
-    db.conn.execute("DELETE FROM inbox_totals")
-    db.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_inbox_counts'")
-    for name in ("inbox_totals", "inbox_quarters"):
-        db.conn.execute(f"DROP TABLE {name}")
-    for name in ("insert", "delete", "update"):
-        db.conn.execute(f"DROP TRIGGER inbox_counts_{name}")
-    db.conn.execute("DROP INDEX idx_outbox_submission_id_kind_id_state")
-    db.conn.commit()
+    with database.write_transaction(db):  # back to an installation from before m006, and before Alembic
+        db.execute("DELETE FROM inbox_quarters")
+        db.execute("DELETE FROM inbox_totals")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_inbox_counts'")
+        db.execute("DROP TABLE alembic_version")
+        for name in ("inbox_totals", "inbox_quarters"):
+            db.execute(f"DROP TABLE {name}")
+        for name in ("insert", "delete", "update"):
+            db.execute(f"DROP TRIGGER inbox_counts_{name}")
+        db.execute("DROP INDEX idx_outbox_submission_id_kind_id_state")
+        db.execute("DROP INDEX idx_outbox_waiting")  # Alembic's 0002, which came after
     database.migrate(db)
     assert_counts_exact(db)
 

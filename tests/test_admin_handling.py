@@ -91,7 +91,7 @@ def test_delete_removes_the_submission_its_email_and_log(app, owner, db, smtp_se
     deliver_all(app, db)
     assert post(owner, f"/admin/s/{doomed}/delete").status_code == 302
     assert submissions.get_submission(db, doomed) is None
-    assert count_rows(db, "outbox", "submission_id = ?", [doomed]) == 0
+    assert count_rows(db, "outbox", "submission_id = :id", {"id": doomed}) == 0
     assert count_rows(db, "delivery_log") == 1 and count_rows(db, "outbox") == 1
     assert submissions.get_submission(db, kept) is not None
     assert "Forget" not in owner.get("/admin/?q=forget").get_data(as_text=True).split("<table")[-1]

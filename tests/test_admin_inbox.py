@@ -95,8 +95,8 @@ def test_pages_walk_every_row_once_even_with_equal_times(app, owner, db):
 
 @pytest.mark.parametrize("filters", [{}, {"status": "new"}, {"form": "contactus"}])
 def test_pages_are_read_from_an_index_not_sorted(db, filters):
-    where, params = inbox_queries._where(filters)
-    plan = " ".join(row[3] for row in db.conn.execute(
+    where, params = inbox_queries._where(db, filters)
+    plan = " ".join(row[3] for row in db.execute(
         f"EXPLAIN QUERY PLAN SELECT id FROM submissions WHERE {where} AND (received_at, id) < ('9', 1)"
         " ORDER BY received_at DESC, id DESC LIMIT 51", params))
     assert "INDEX idx_submissions_" in plan and "TEMP B-TREE" not in plan, plan

@@ -1,6 +1,7 @@
 """Accounts: users made on the command line, argon2id hashes, login, logout, the session cookie and throttling."""
 import pytest
 from inbox_fixtures import OWNER, PASSWORD, PASSWORD_HASH, csrf_token, inbox_user, log_in, owner, post  # noqa: F401
+import database
 import inbox_queries
 
 
@@ -26,7 +27,7 @@ def test_create_user_again_changes_the_password(runner, client, db, inbox_user):
 
 def test_several_users(runner, db, inbox_user):
     runner.invoke(args=["create-user", "assistant@florist.example"], input="another good secret\n")
-    assert db.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 2
+    assert db.execute("SELECT COUNT(*) FROM users").scalar() == 2
 
 
 @pytest.mark.parametrize("email, password, message", [
@@ -36,7 +37,7 @@ def test_several_users(runner, db, inbox_user):
 def test_create_user_refuses_bad_input(runner, db, email, password, message):
     result = runner.invoke(args=["create-user", email], input=password + "\n")
     assert result.exit_code != 0 and message in result.output
-    assert db.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM users").scalar() == 0
 
 
 def test_login_page_has_the_fields(client):
@@ -98,8 +99,8 @@ def test_login_redirects_only_inside_the_inbox(client, inbox_user):
 
 
 def test_removed_user_loses_the_session(owner, db):
-    db.conn.execute("DELETE FROM users")
-    db.conn.commit()
+    with database.write_transaction(db):
+        db.execute("DELETE FROM users")
     assert owner.get("/admin/").status_code == 302
 
 

@@ -177,7 +177,7 @@ def test_script_form_carries_the_time_trap_token(page, site, live_server_factory
     expect(page.get_by_role("status")).to_be_visible()
     db = database.open_db(str(tmp_path / "postbox.sqlite3"))
     try:
-        assert [tuple(row) for row in db.conn.execute("SELECT status, spam_reason FROM submissions")] == [
+        assert [tuple(row) for row in db.execute("SELECT status, spam_reason FROM submissions")] == [
             ("spam", "sent too fast after the form was served")]
         assert count_rows(db, "outbox") == 0
     finally:

@@ -118,7 +118,7 @@ def open_page(browser, locale="en-US"):
 def stored_leads(tmp_path):
     db = database.open_db(str(tmp_path / "postbox.sqlite3"))
     try:
-        return {row["mail_subject"]: dict(row) for row in db.conn.execute("SELECT * FROM submissions")}
+        return {row["mail_subject"]: dict(row) for row in db.execute("SELECT * FROM submissions").mappings()}
     finally:
         db.close()
 

@@ -30,7 +30,7 @@ def channel_app(config, http_receiver):
 
 
 def webhook_rows(db):
-    return db.conn.execute("SELECT * FROM outbox WHERE channel = 'webhook' ORDER BY id").fetchall()
+    return db.execute("SELECT * FROM outbox WHERE channel = 'webhook' ORDER BY id").mappings().all()
 
 
 def test_webhook_retried_after_a_500_delivers_once_with_a_valid_signature(channel_app, http_receiver, smtp_server):
@@ -143,13 +143,13 @@ def test_telegram_through_apprise_gets_the_lead_and_no_log_has_the_token(config,
     assert str(sent["chat_id"]) == CHAT_ID
     assert "Лариса Фёдорова" in sent["text"] and "Нужен букет к пятнице" in sent["text"]
     assert "https://pb.example/admin/s/1" in sent["text"] and "5000 рублей" not in sent["text"]
-    row = db.conn.execute("SELECT * FROM outbox WHERE channel = 'notify'").fetchone()
+    row = db.execute("SELECT * FROM outbox WHERE channel = 'notify'").mappings().first()
     assert row["state"] == "sent"
     secret = BOT_TOKEN.split(":")[1]
     logged = "\n".join(record.getMessage() for record in caplog.records) + capfd.readouterr().err
     assert secret not in logged
-    assert secret not in json.dumps([dict(row) for row in db.conn.execute("SELECT * FROM outbox")])
-    assert secret not in json.dumps([dict(row) for row in db.conn.execute("SELECT * FROM delivery_targets")])
+    assert secret not in json.dumps([dict(row) for row in db.execute("SELECT * FROM outbox").mappings()])
+    assert secret not in json.dumps([dict(row) for row in db.execute("SELECT * FROM delivery_targets").mappings()])
 
 
 def test_a_failing_messenger_is_retried_and_its_error_shows_no_token(config, telegram_api, smtp_server, caplog):
@@ -159,7 +159,7 @@ def test_a_failing_messenger_is_retried_and_its_error_shows_no_token(config, tel
     with caplog.at_level(logging.DEBUG):
         assert app.test_client().post("/contactus", data=VALID).status_code == 303
         deliver_all(app, db)
-    row = db.conn.execute("SELECT * FROM outbox WHERE channel = 'notify'").fetchone()
+    row = db.execute("SELECT * FROM outbox WHERE channel = 'notify'").mappings().first()
     assert row["state"] == "pending" and row["attempts"] == 1 and row["last_error"]
     assert BOT_TOKEN.split(":")[1] not in row["last_error"] + row["target"]
     assert BOT_TOKEN.split(":")[1] not in "\n".join(record.getMessage() for record in caplog.records)

@@ -10,6 +10,7 @@ from conftest import ROOT, VALID, deliver_all
 
 from app import create_app
 import database
+import sqlite_schema
 
 
 def flask(args, tmp_path, **env):
@@ -99,9 +100,10 @@ def test_migrations_are_applied_once_and_are_idempotent(tmp_path):
     create_app({"DATABASE": path, "SECRET_KEY": "k"})
     create_app({"DATABASE": path, "SECRET_KEY": "k"})
     db = database.open_db(path)
-    names = [row[0] for row in db.conn.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == [migration.name for migration in database.migrations._migrations]
-    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = db.execute("SELECT name FROM _sqlite_migrations").scalars().all()
+    assert names == [migration.name for migration in sqlite_schema.migrations._migrations]
+    assert db.execute("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+    assert db.execute("PRAGMA journal_mode").scalar() == "wal"
 
 
 def test_the_access_log_can_be_switched_off(live_server_factory):

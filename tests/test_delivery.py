@@ -45,7 +45,7 @@ def test_temporary_failure_is_retried_with_same_message_id(client, app, db, smtp
     submit(client)
     deliver_all(app, db)
     assert smtp_server.messages == []
-    [row] = db.conn.execute("SELECT * FROM outbox").fetchall()
+    [row] = db.execute("SELECT * FROM outbox").mappings().all()
     assert row["state"] == "pending" and row["attempts"] == 1 and "451" in row["last_error"]
     assert row["next_attempt_at"] > time.time()
     assert deliver_all(app, db) == 0  # not due yet
@@ -59,7 +59,7 @@ def test_permanent_failure_is_kept_with_reason(client, app, db, smtp_server):
     smtp_server.handler.replies = ["550 5.1.1 Mailbox unavailable"]
     submit(client)
     deliver_all(app, db)
-    [row] = db.conn.execute("SELECT * FROM outbox").fetchall()
+    [row] = db.execute("SELECT * FROM outbox").mappings().all()
     assert row["state"] == "failed" and "550" in row["last_error"]
     assert count_rows(db, "submissions") == 1
     assert [entry["outcome"] for entry in outbox.notifications_of(db, row["submission_id"])[0]["log"]] == ["failed"]
@@ -69,7 +69,7 @@ def test_refused_recipient_5xx_is_permanent(client, app, db, smtp_server):
     smtp_server.handler.rcpt_replies["owner@florist.example"] = "550 5.1.1 No such user"
     submit(client)
     deliver_all(app, db)
-    assert db.conn.execute("SELECT state FROM outbox").fetchone()[0] == "failed"
+    assert db.execute("SELECT state FROM outbox").scalar() == "failed"
 
 
 def test_server_down_then_up(client, app, db, smtp_server):
@@ -79,7 +79,7 @@ def test_server_down_then_up(client, app, db, smtp_server):
     deliver_all(app, db)
     # The connection failed, not a message: the channel pauses, and no message is charged an attempt.
     assert count_rows(db, "outbox", "state = 'pending' AND attempts = 0") == 3
-    [paused] = db.conn.execute("SELECT * FROM delivery_targets WHERE channel = 'email' AND target = ''").fetchall()
+    [paused] = db.execute("SELECT * FROM delivery_targets WHERE channel = 'email' AND target = ''").mappings().all()
     assert paused["failures"] == 1 and paused["paused_until"] > time.time() and "ConnectionRefused" in paused["last_error"]
     smtp_server.start()
     worker = outbox.start_worker(app)
@@ -95,7 +95,7 @@ def test_server_that_never_answers_times_out_and_retries(client, app, db, smtp_s
     smtp_server.handler.delay = 2
     submit(client)
     deliver_all(app, db)
-    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    row = db.execute("SELECT * FROM outbox").mappings().first()
     assert row["state"] == "pending" and row["attempts"] == 1
     assert "timed out" in row["last_error"] or "Disconnected" in row["last_error"]
 
@@ -124,7 +124,7 @@ def test_gives_up_after_the_configured_time(client, app, db, smtp_server):
     smtp_server.stop()
     submit(client)
     deliver_all(app, db)
-    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    row = db.execute("SELECT * FROM outbox").mappings().first()
     assert row["state"] == "failed" and row["last_error"].startswith("gave up; the email channel is down")
 
 
@@ -148,13 +148,13 @@ def test_resend_after_giving_up_gets_a_fresh_retry_window(client, app, db, smtp_
     smtp_server.handler.replies = ["550 5.7.1 Rejected"]
     submit(client)
     deliver_all(app, db)
-    [row] = db.conn.execute("SELECT * FROM outbox").fetchall()
+    [row] = db.execute("SELECT * FROM outbox").mappings().all()
     assert row["state"] == "failed"
     later = time.time() + 2  # older than the give-up window now
     smtp_server.handler.replies = ["451 4.3.0 Busy"]
     outbox.resend(db, row["submission_id"], later)
     deliver_all(app, db, clock=lambda: later + 0.1)
-    assert db.conn.execute("SELECT state FROM outbox").fetchone()[0] == "pending"  # retried, not given up
+    assert db.execute("SELECT state FROM outbox").scalar() == "pending"  # retried, not given up
 
 
 @pytest.mark.parametrize("kind", ["html form", "form accepting json", "json body"])

@@ -17,7 +17,7 @@ def submit(client, **fields):
 
 
 def connection_pause(db):
-    return db.conn.execute("SELECT * FROM delivery_targets WHERE channel = 'email' AND target = ''").fetchone()
+    return db.execute("SELECT * FROM delivery_targets WHERE channel = 'email' AND target = ''").mappings().first()
 
 
 class GreetingRefuser:
@@ -84,7 +84,7 @@ def test_each_owner_address_has_its_own_outcome(config, smtp_server, tmp_path):
     submit(client)
     deliver_all(app, db)
     assert [received["rcpt_tos"] for received in smtp_server.messages] == [["owner@florist.example"]]
-    second = db.conn.execute("SELECT * FROM outbox WHERE target = 'assistant@florist.example'").fetchone()
+    second = db.execute("SELECT * FROM outbox WHERE target = 'assistant@florist.example'").mappings().first()
     assert second["state"] == "pending" and second["attempts"] == 1 and "452" in second["last_error"]
 
     del smtp_server.handler.rcpt_replies["assistant@florist.example"]
@@ -96,7 +96,7 @@ def test_each_owner_address_has_its_own_outcome(config, smtp_server, tmp_path):
     smtp_server.handler.rcpt_replies["owner@florist.example"] = "550 5.1.1 No such user"
     submit(client, message="a second lead")
     deliver_all(app, db)
-    states = dict(db.conn.execute("SELECT target, state FROM outbox WHERE submission_id = 2").fetchall())
+    states = dict(db.execute("SELECT target, state FROM outbox WHERE submission_id = 2").all())
     assert states == {"owner@florist.example": "failed", "assistant@florist.example": "sent"}
     db.close()
 
@@ -108,7 +108,7 @@ def test_a_slow_final_reply_is_waited_for_and_gives_one_copy(client, app, db, sm
     smtp_server.handler.delay = 0
     deliver_all(app, db)
     assert len(smtp_server.messages) == 1
-    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    row = db.execute("SELECT * FROM outbox").mappings().first()
     assert row["state"] == "sent" and row["attempts"] == 1 and row["reply"] == "250 Message accepted"
 
 
@@ -117,9 +117,9 @@ def test_only_the_message_tried_is_charged_an_attempt(client, app, db, smtp_serv
     for index in range(3):
         submit(client, message=f"lead {index}")
     deliver_all(app, db)
-    attempts = [row[0] for row in db.conn.execute("SELECT attempts FROM outbox ORDER BY id")]
+    attempts = db.execute("SELECT attempts FROM outbox ORDER BY id").scalars().all()
     assert attempts == [1, 1, 1]
-    states = [row[0] for row in db.conn.execute("SELECT state FROM outbox ORDER BY id")]
+    states = db.execute("SELECT state FROM outbox ORDER BY id").scalars().all()
     assert states == ["pending", "sent", "sent"]
 
 
@@ -138,7 +138,7 @@ def test_the_servers_reply_is_kept_and_the_log_names_the_message_id(client, app,
     submit(client)
     with caplog.at_level(logging.INFO, logger="postbox.delivery"):
         deliver_all(app, db)
-    row = db.conn.execute("SELECT * FROM outbox").fetchone()
+    row = db.execute("SELECT * FROM outbox").mappings().first()
     assert row["reply"] == "250 Message accepted"
     assert any(row["message_id"] in record.getMessage() and "sent" in record.getMessage() for record in caplog.records)
     page = __import__("outbox").notifications_of(db, row["submission_id"])[0]

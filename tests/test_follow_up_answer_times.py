@@ -43,8 +43,8 @@ def seed(db):
                                                 "message": "…", "received_at": utc_iso(received)}, [])
         if answered:
             with database.write_transaction(db):
-                db.conn.execute("UPDATE submissions SET status = 'answered', first_answer_at = ? WHERE id = ?",
-                                [utc_iso(answered), lead])
+                db.execute("UPDATE submissions SET status = 'answered', first_answer_at = :at WHERE id = :id",
+                           {"at": utc_iso(answered), "id": lead})
 
 
 def working_minutes_by_counting(start, end):

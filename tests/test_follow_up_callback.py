@@ -31,7 +31,7 @@ def request_callback(client, **fields):
 def test_an_italian_number_is_stored_in_e164(client, app, db, smtp_server):
     assert request_callback(client, phone="+39 06 1234 5678").status_code == 303
     assert request_callback(client, phone="06 1234 5678").status_code == 303  # the owner's region by default
-    stored = [row["phone"] for row in db.conn.execute("SELECT phone FROM submissions ORDER BY id")]
+    stored = [row["phone"] for row in db.execute("SELECT phone FROM submissions ORDER BY id").mappings()]
     assert stored == ["+390612345678", "+390612345678"]
 
 
@@ -122,7 +122,7 @@ def test_f_callback_is_the_callback_form_too(client, db):
     assert 'name="slot"' in client.get("/f/callback").get_data(as_text=True)
     assert client.post("/f/callback", data={"name": "G", "phone": "06 1234 5678", "day": TOMORROW,
                                             "slot": "09:00-11:00"}).status_code == 303
-    assert db.conn.execute("SELECT phone FROM submissions").fetchone()[0] == "+390612345678"
+    assert db.execute("SELECT phone FROM submissions").scalar() == "+390612345678"
 
 
 def test_the_submission_page_shows_when_to_call(owner, client, app, db):

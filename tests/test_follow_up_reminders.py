@@ -10,6 +10,7 @@ from app import create_app
 from conftest import WEBHOOK_SECRET, count_rows, deliver_all
 from inbox_fixtures import OWNER
 import database
+import sqlite_schema
 import followup
 import inbox_queries
 import outbox
@@ -104,8 +105,8 @@ def test_a_lead_on_friday_evening_is_reminded_on_monday_morning(app, db, smtp_se
 
 def test_two_workers_that_read_the_same_lead_queue_one_reminder(app, db):
     lead = lead_received(db, 2026, 3, 4, 10, 0)
-    row = db.conn.execute("SELECT id, form, received_at, reminders_sent FROM submissions WHERE id = ?",
-                          [lead]).fetchone()
+    row = db.execute("SELECT id, form, received_at, reminders_sent FROM submissions WHERE id = :id",
+                     {"id": lead}).mappings().first()
     assert followup._queue_reminder(app.config, db, row, 1, at(2026, 3, 4, 12, 0))
     assert not followup._queue_reminder(app.config, db, row, 1, at(2026, 3, 4, 12, 0))
     assert count_rows(db, "outbox", "kind = 'reminder'") == 1
@@ -148,17 +149,17 @@ def test_the_reminder_also_goes_to_the_messenger_but_not_to_webhooks(config, htt
 def test_leads_from_before_the_upgrade_are_not_reminded_all_at_once(app, tmp_path):
     old = database.open_db(str(tmp_path / "old.sqlite3"))
     try:
-        with database.write_transaction(old):
-            database.migrations.apply(old, stop_before="m008_follow_up")
+        with database.write_transaction(old):  # an installation from before follow-up, and before Alembic
+            sqlite_schema.apply(old.connection.connection.dbapi_connection, stop_before="m008_follow_up")
         received = datetime(2026, 3, 4, 10, 0, tzinfo=ROME).astimezone(timezone.utc).isoformat()
         with database.write_transaction(old):
             for status, status_at in (("new", None), ("answered", "2026-03-04T10:30:00+00:00")):
-                old.conn.execute("INSERT INTO submissions (form, received_at, name, email, message, status, status_at)"
-                                 " VALUES ('contactus', ?, 'Old Lead', 'old@example.com', 'm', ?, ?)",
-                                 [received, status, status_at])
+                old.execute("INSERT INTO submissions (form, received_at, name, email, message, status, status_at)"
+                            " VALUES ('contactus', :received, 'Old Lead', 'old@example.com', 'm', :status, :status_at)",
+                            {"received": received, "status": status, "status_at": status_at})
         database.migrate(old)
         assert followup.schedule_due(app, old, at(2026, 3, 5, 17, 0)) == 0
-        answered = old.conn.execute("SELECT first_answer_at FROM submissions WHERE status = 'answered'").fetchone()
-        assert answered[0] == "2026-03-04T10:30:00+00:00"
+        answered = old.execute("SELECT first_answer_at FROM submissions WHERE status = 'answered'").scalar()
+        assert answered == "2026-03-04T10:30:00+00:00"
     finally:
         old.close()

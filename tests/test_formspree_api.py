@@ -36,7 +36,7 @@ def test_json_body(client, db):
 def test_f_contactus_and_contactus_are_the_same_form(client, db):
     client.post("/f/contactus", json=VALID, headers=JSON)
     client.post("/contactus", json={**VALID, "message": "Un altro messaggio."}, headers=JSON)
-    assert [row["form"] for row in db.conn.execute("SELECT form FROM submissions")] == ["contactus", "contactus"]
+    assert [row["form"] for row in db.execute("SELECT form FROM submissions").mappings()] == ["contactus", "contactus"]
 
 
 def test_unknown_form_key_is_404_json(client, db):

@@ -54,7 +54,7 @@ def test_encoded_word_attack_gives_exactly_the_expected_headers(client, app, db,
 def test_an_address_spelling_an_encoded_word_is_refused(client, db):
     response = client.post("/contactus", json={**VALID, "email": "=?utf-8?q?x=0D=0Ax?=@example.com"})
     assert response.status_code == 400 and response.json["errors"][0]["field"] == "email"
-    assert db.conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM submissions").scalar() == 0
 
 
 def test_long_cyrillic_name_decodes_back_exactly(client, app, db, smtp_server):

@@ -9,6 +9,7 @@ import pytest
 from conftest import VALID, deliver_all
 from inbox_fixtures import add_submission, inbox_user, owner  # noqa: F401
 
+import database
 import outbox
 
 
@@ -88,9 +89,9 @@ def config(config):
 
 def age_waiting_messages(db, seconds):
     """Make the waiting messages older, as if they had waited that long."""
-    with db.conn:
-        db.conn.execute("UPDATE outbox SET created_at = created_at - ?, next_attempt_at = next_attempt_at - ?",
-                        [seconds, seconds])
+    with database.write_transaction(db):
+        db.execute("UPDATE outbox SET created_at = created_at - :seconds, next_attempt_at = next_attempt_at - :seconds",
+                   {"seconds": seconds})
 
 
 def test_the_worker_logs_one_error_when_owner_email_has_stopped(app, db, smtp_server, caplog):
@@ -140,14 +141,10 @@ def test_the_banner_speaks_the_owners_language(app, db, owner, smtp_server):
 
 def test_a_database_that_takes_no_writes_makes_healthz_fail(app):
     """SQLite's own read-only mode stands in for a read-only file system (root ignores file modes)."""
-    import sqlite3
-
     import health
-    from sqlite_utils import Database
-    read_only = sqlite3.connect(f"file:{app.config['DATABASE']}?mode=ro", uri=True)
-    read_only.row_factory = sqlite3.Row
+    read_only = database.open_db(f"file:{app.config['DATABASE']}?mode=ro", uri=True)
     try:
-        report = health.health_report(Database(read_only), time.time(), max_delay=900)
+        report = health.health_report(read_only, time.time(), max_delay=900)
     finally:
         read_only.close()
     assert report["ok"] is False

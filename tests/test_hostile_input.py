@@ -66,7 +66,7 @@ def test_a_surrogate_in_utf8_is_invalid_utf8_urlencoded(client, db, raw):
 def test_a_typed_replacement_character_is_text_in_every_encoding(client, db, encoding):
     response = send(client, encoding, {**VALID, "message": "Prezzo � euro"})
     assert response.status_code == 200, response.data
-    assert db.conn.execute("SELECT message FROM submissions").fetchone()[0] == "Prezzo � euro"
+    assert db.execute("SELECT message FROM submissions").scalar() == "Prezzo � euro"
 
 
 def test_multipart_invalid_utf8_is_refused_and_a_part_without_a_name_is_no_field(client, db):
@@ -76,7 +76,7 @@ def test_multipart_invalid_utf8_is_refused_and_a_part_without_a_name_is_no_field
     nameless = client.post("/contactus", data=multipart(fields(VALID) + [("", b"orphan")]),
                            content_type=f"multipart/form-data; boundary={BOUNDARY}")
     assert nameless.status_code == 303
-    assert json.loads(db.conn.execute("SELECT extra FROM submissions").fetchone()[0]) == {}
+    assert json.loads(db.execute("SELECT extra FROM submissions").scalar()) == {}
 
 
 def raw_request(server, request_bytes):

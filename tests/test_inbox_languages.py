@@ -12,9 +12,9 @@ INBOX_TEXTS = ("Log out", "Export CSV", "With the selected:", "Email to owner")
 
 
 def test_the_users_table_has_a_language_column(db):
-    columns = {row["name"]: row for row in db.conn.execute("PRAGMA table_info(users)")}
+    columns = {row["name"]: row for row in db.execute("PRAGMA table_info(users)").mappings()}
     assert columns["language"]["dflt_value"] == "''"
-    assert "m011_user_language" in {row["name"] for row in db.conn.execute("SELECT name FROM _sqlite_migrations")}
+    assert "m011_user_language" in {row["name"] for row in db.execute("SELECT name FROM _sqlite_migrations").mappings()}
 
 
 @pytest.mark.parametrize("lang", ["ru", "it", "hy", "hi"])

@@ -202,7 +202,7 @@ def test_language_field_in_post_chooses_thanks_page_and_email(client, app, db, s
     text = page(client.get(response.headers["Location"], headers={"Accept-Language": "en"}))
     assert_language(text, lang)
     assert t(lang, "Thank you!") in text
-    assert db.conn.execute("SELECT language FROM submissions").fetchone()[0] == lang
+    assert db.execute("SELECT language FROM submissions").scalar() == lang
     deliver_all(app, db)
     [received] = smtp_server.messages
     message = received["message"]

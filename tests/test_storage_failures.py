@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 import database
 from conftest import ROOT, VALID
@@ -231,18 +232,14 @@ def test_a_busy_error_with_an_extended_code_is_waited_for_like_plain_busy(tmp_pa
     for those as for SQLITE_BUSY, where comparing the code as a whole once answered 503 on a free database."""
     path = tmp_path / "busy.sqlite3"
     reader, writer = database.open_db(path), database.open_db(path)
-    reader.conn.execute("CREATE TABLE t (x)")
-    reader.conn.commit()
-    reader.conn.execute("BEGIN")
-    reader.conn.execute("SELECT COUNT(*) FROM t").fetchone()  # a snapshot, then another connection writes
-    writer.conn.execute("INSERT INTO t VALUES (1)")
-    writer.conn.commit()
-    try:
-        reader.conn.execute("INSERT INTO t VALUES (2)")
-    except sqlite3.OperationalError as error:
-        snapshot_error = error
-    assert snapshot_error.sqlite_errorcode == sqlite3.SQLITE_BUSY_SNAPSHOT
-    assert database.is_busy(snapshot_error) and database.is_storage_down(snapshot_error)
-    with pytest.raises(sqlite3.OperationalError) as not_busy:
-        writer.conn.execute("INSERT INTO missing VALUES (1)")
+    reader.execute("CREATE TABLE t (x INTEGER)")
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM t").scalar()  # a snapshot, then another connection writes
+    writer.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlalchemy.exc.OperationalError) as snapshot_error:
+        reader.execute("INSERT INTO t VALUES (2)")
+    assert snapshot_error.value.orig.sqlite_errorcode == sqlite3.SQLITE_BUSY_SNAPSHOT
+    assert database.is_busy(snapshot_error.value) and database.is_storage_down(snapshot_error.value)
+    with pytest.raises(sqlalchemy.exc.OperationalError) as not_busy:
+        writer.execute("INSERT INTO missing VALUES (1)")
     assert not database.is_busy(not_busy.value)

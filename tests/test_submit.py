@@ -48,7 +48,7 @@ def test_stored_values_read_back_exactly(client, db):
     fields = {"name": "Արամ Մելքոնյան", "email": "aram@example.am", "phone": "+374 10 123456",
               "subject": "संपर्क", "message": "Բարև ձեզ\nनमस्ते\r\n  spaced  "}
     client.post("/contactus", data={**fields, "Preferred time": "after 18:00"})
-    row = db.conn.execute("SELECT * FROM submissions").fetchone()
+    row = db.execute("SELECT * FROM submissions").mappings().first()
     for name, value in fields.items():
         expected = value if name == "message" else value.strip()
         assert row[name] == expected.replace("\r\n", "\n") or row[name] == expected
@@ -101,7 +101,7 @@ def test_empty_post_is_refused(client, db):
 
 def test_reserved_fields_are_not_stored_as_data(client, db):
     client.post("/contactus", data={**VALID, "_next": "/x", "_language": "it", "_unknown": "y", "_cc": "a@b.c"})
-    row = db.conn.execute("SELECT extra FROM submissions").fetchone()
+    row = db.execute("SELECT extra FROM submissions").mappings().first()
     assert json.loads(row["extra"]) == {}
 
 

@@ -30,7 +30,7 @@ def config(config, tmp_path):
 
 
 def stored(db):
-    return [dict(row) for row in db.conn.execute("SELECT * FROM submissions ORDER BY id")]
+    return [dict(row) for row in db.execute("SELECT * FROM submissions ORDER BY id").mappings()]
 
 
 # --- What a form requires -------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""The storage layer: write transactions, the lock between processes, migrations when several start at once."""
+import subprocess
+import sys
+import threading
+
+import pytest
+import sqlalchemy
+from alembic.script import ScriptDirectory
+
+from conftest import ROOT
+import database
+
+HOLD_THE_LOCK = """
+import sys
+import database
+db = database.open_db(sys.argv[1])
+with database.write_transaction(db):
+    db.execute("INSERT INTO t (x) VALUES ('other process')")
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def table_t(path):
+    db = database.open_db(path)
+    db.execute("CREATE TABLE t (x TEXT)")
+    return db
+
+
+def test_a_write_transaction_that_raises_leaves_nothing(tmp_path):
+    db = table_t(tmp_path / "t.sqlite3")
+    with pytest.raises(ValueError):
+        with database.write_transaction(db):
+            db.execute("INSERT INTO t (x) VALUES ('half')")
+            raise ValueError("a bug half-way")
+    with database.write_transaction(db):
+        db.execute("INSERT INTO t (x) VALUES ('whole')")
+    assert database.open_db(tmp_path / "t.sqlite3").execute("SELECT x FROM t").scalars().all() == ["whole"]
+
+
+def test_a_write_waits_for_another_process_and_then_sees_its_commit(tmp_path):
+    path = tmp_path / "t.sqlite3"
+    db = table_t(path)
+    other = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(path)], cwd=ROOT, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert other.stdout.readline() == "locked\n"
+        with pytest.raises(sqlalchemy.exc.OperationalError) as locked:
+            with database.write_transaction(db, deadline=0):
+                pass
+        assert database.is_busy(locked.value) and database.is_storage_down(locked.value)
+        seen = []
+        entered = threading.Event()
+
+        def write():
+            with database.write_transaction(db):
+                entered.set()
+                seen.extend(db.execute("SELECT x FROM t").scalars())
+                db.execute("INSERT INTO t (x) VALUES ('this process')")
+        writing = threading.Thread(target=write)
+        writing.start()
+        assert not entered.wait(0.3)  # still the other process's turn
+        other.stdin.write("done\n")
+        other.stdin.flush()
+        writing.join(10)
+        assert seen == ["other process"]
+        assert db.execute("SELECT x FROM t ORDER BY rowid").scalars().all() == ["other process", "this process"]
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_processes_starting_at_once_migrate_a_new_database_once(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    script = "import sys, database; database.migrate(database.open_db(sys.argv[1]))"
+    starting = [subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(4)]
+    for process in starting:
+        assert process.wait(60) == 0, process.stderr.read()
+    db = database.open_db(path)
+    head = ScriptDirectory(database.MIGRATIONS_DIRECTORY).get_current_head()
+    assert db.execute("SELECT version_num FROM alembic_version").scalars().all() == [head]
+    assert db.execute("SELECT COUNT(*) FROM _sqlite_migrations").scalar() == 11
