@@ -11,8 +11,14 @@ import ctypes
 import os
 import socket
 import struct
+import time
 
+import gevent
 from gunicorn.workers.ggevent import GeventWorker
+
+# How long a stop waits for the accept queue to empty before stopping as gunicorn does (its graceful timeout then
+# serves what was accepted). A queue holds at most the visitors of the last moment: it empties in milliseconds.
+DRAIN_SECONDS = 5
 
 SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h
 # A classic BPF program run on each TCP segment reaching the listening socket (the data starts at the TCP
@@ -34,6 +40,22 @@ class DrainingGeventWorker(GeventWorker):
     def handle_exit(self, sig, frame):
         if self.master_has_closed_listeners():
             self.drop_new_connections()
+            # Out of the signal handler, which must not block: stop once what is queued has been accepted.
+            gevent.spawn(self.exit_when_drained, sig, frame)
+            return
+        super().handle_exit(sig, frame)
+
+    def exit_when_drained(self, sig, frame):
+        """Go on accepting until every listener's accept queue is empty, then stop as gunicorn does.
+
+        gunicorn's own loop gives a stopping worker one more second of accepting, then closes: under load a
+        queued connection could still be waiting then, and was reset. Handshakes under way when new ones were
+        dropped complete within a round trip, so the queue is read only after a moment.
+        """
+        deadline = time.monotonic() + DRAIN_SECONDS
+        gevent.sleep(0.05)
+        while any(queued_connections(listener) for listener in self.sockets) and time.monotonic() < deadline:
+            gevent.sleep(0.02)
         super().handle_exit(sig, frame)
 
     def master_has_closed_listeners(self):
@@ -49,8 +71,20 @@ class DrainingGeventWorker(GeventWorker):
         return not sockets & held
 
     def drop_new_connections(self):
+        """Attach the filter that drops a new connection's SYN to every listening socket."""
         for listener in self.sockets:
             try:
                 listener.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _FILTER_PROGRAM)
             except OSError as error:
                 self.log.warning("could not hold back new connections on %s: %s", listener, error)
+
+
+def queued_connections(listener):
+    """How many connections wait in a listening socket's accept queue: Linux's TCP_INFO gives it as
+    tcpi_unacked for a socket in LISTEN (struct tcp_info: eight bytes of flags, then u32 rto, ato, snd_mss,
+    rcv_mss, unacked). A listener that is not TCP, or a kernel that will not say, counts as empty."""
+    try:
+        info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    except (OSError, AttributeError):
+        return 0
+    return struct.unpack_from("I", info, 24)[0] if len(info) >= 28 else 0

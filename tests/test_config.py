@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from conftest import ROOT, VALID, deliver_all
 
 from app import create_app
@@ -102,7 +103,8 @@ def test_migrations_are_applied_once_and_are_idempotent(tmp_path):
     db = database.open_db(path)
     names = db.execute("SELECT name FROM _sqlite_migrations").scalars().all()
     assert names == [migration.name for migration in sqlite_schema.migrations._migrations]
-    assert db.execute("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+    head = ScriptDirectory(database.MIGRATIONS_DIRECTORY).get_current_head()
+    assert db.execute("SELECT version_num FROM alembic_version").scalars().all() == [head]
     assert db.execute("PRAGMA journal_mode").scalar() == "wal"
 
 
