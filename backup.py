@@ -35,7 +35,12 @@ def lock_path(database_path):
 
 
 def hold_server_lock(app):
-    """Hold the database's lock, shared, until this process ends; stop start-up while a restore runs."""
+    """Hold the database's lock, shared, until this process ends; stop start-up while a restore runs.
+
+    Nothing on PostgreSQL: its backups are the server's own (pg_dump, base backups), never `flask restore`.
+    """
+    if database.is_postgresql(app.config["DATABASE"]):
+        return None
     path = lock_path(app.config["DATABASE"])
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -149,6 +154,12 @@ def _summary(counts):
 
 # --- Commands -------------------------------------------------------------------------------------------------
 
+def _refuse_postgresql(command, tool):
+    if database.is_postgresql(current_app.config["DATABASE"]):
+        raise click.ClickException(f"{command} copies a SQLite file; on PostgreSQL use {tool} or the server's base"
+                                   " backups (docs/SCALING.md)")
+
+
 @click.command("backup")
 @with_appcontext
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
@@ -157,6 +168,7 @@ def backup_command(path):
 
     Example: flask --app app backup /var/backups/postbox/postbox-$(date +%F).sqlite3
     """
+    _refuse_postgresql("backup", "pg_dump")
     try:
         counts = copy_database(current_app.config["DATABASE"], path)
     except (BackupError, sqlite3.Error, OSError) as error:
@@ -173,6 +185,7 @@ def restore_command(path, yes):
 
     Example: flask --app app restore /var/backups/postbox/postbox-2026-11-01.sqlite3
     """
+    _refuse_postgresql("restore", "pg_restore")
     target = current_app.config["DATABASE"]
     lock = _take_exclusive_lock(target)
     if lock is None:

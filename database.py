@@ -34,14 +34,35 @@ STORAGE_DOWN_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqli
                                 sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
+# PostgreSQL's SQLSTATE classes and codes that say the same: the server is gone, full, shutting down or
+# read-only, or the write lock was not had in time (lock_timeout).
+POSTGRESQL_DOWN_STATES = ("08", "53", "57P", "58", "25006", "55P03", "57014")
+POSTGRESQL_LOCK_TIMEOUT = "55P03"
+# The one write lock of a PostgreSQL database, as SQLite has one writer: pg_advisory_xact_lock's key.
+POSTGRESQL_WRITE_LOCK = 0x706F7374626F78  # "postbox"
+
+
+def is_postgresql(database):
+    """Tell whether POSTBOX_DATABASE names a PostgreSQL database (a URL) rather than a SQLite file."""
+    return str(database).startswith(("postgresql://", "postgresql+psycopg://", "postgres://"))
+
+
 class StorageUnavailable(Exception):
     """The database cannot take a write now (locked too long, full, read-only, removed); try again later."""
 
 
 def is_storage_down(error):
-    """Tell whether an SQLite error is about the whole database rather than one statement."""
-    code = getattr(driver_error(error), "sqlite_errorcode", None)
+    """Tell whether a database error is about the whole database rather than one statement."""
+    error = driver_error(error)
+    state = getattr(error, "sqlstate", None)
+    if state is not None or _is_psycopg_error(error):
+        return state is None or state.startswith(POSTGRESQL_DOWN_STATES)  # no state: the connection is gone
+    code = getattr(error, "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) in STORAGE_DOWN_CODES
+
+
+def _is_psycopg_error(error):
+    return type(error).__module__.startswith("psycopg")
 
 
 def is_busy(error):
@@ -50,7 +71,10 @@ def is_busy(error):
     Its extended codes count too: SQLITE_BUSY_RECOVERY comes while another process rebuilds the WAL index
     after the last connection closed, as a process that just took the lock and exited leaves it.
     """
-    code = getattr(driver_error(error), "sqlite_errorcode", None)
+    error = driver_error(error)
+    if getattr(error, "sqlstate", None) == POSTGRESQL_LOCK_TIMEOUT:
+        return True
+    code = getattr(error, "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) == sqlite3.SQLITE_BUSY
 
 
@@ -70,6 +94,8 @@ def file_identity(path):
 
 def check_writable(path):
     """Raise StorageUnavailable, in one line, when the database file or its directory cannot be written."""
+    if is_postgresql(path):
+        return _check_postgresql(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise StorageUnavailable(f"{directory} does not exist")
@@ -86,6 +112,24 @@ def check_writable(path):
         raise StorageUnavailable(f"{path} cannot be written ({driver_error(error)})") from None
     finally:
         db.close()
+
+
+def _check_postgresql(url):
+    try:
+        db = open_db(url)
+    except sqlalchemy.exc.DBAPIError as error:
+        raise StorageUnavailable(f"cannot connect to {_without_password(url)} ({driver_error(error)})") from None
+    try:
+        with write_transaction(db):
+            db.execute("SELECT 1")
+    except sqlalchemy.exc.DBAPIError as error:
+        raise StorageUnavailable(f"{_without_password(url)} cannot be written ({driver_error(error)})") from None
+    finally:
+        db.close()
+
+
+def _without_password(url):
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 class Database:
@@ -124,6 +168,8 @@ def open_db(path, synchronous="FULL", uri=False):
     """
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+    if is_postgresql(path):
+        return Database(_postgresql_engine(str(path), synchronous))
     if uri:
         filename, _, query = path.partition("?")
         url = sqlalchemy.URL.create("sqlite", database=filename, query={**dict(parse_qsl(query)), "uri": "true"})
@@ -147,6 +193,25 @@ def _engine(url, synchronous):
         connect_args={"timeout": 0, "check_same_thread": False, "isolation_level": None})
 
     event.listen(engine, "connect", lambda dbapi_connection, record: configure_sqlite(dbapi_connection, synchronous))
+    return engine
+
+
+@functools.lru_cache(maxsize=16)
+def _postgresql_engine(url, synchronous):
+    """One engine per database and durability; psycopg 3 (gevent-aware by itself) whatever the URL names.
+
+    AUTOCOMMIT, as SQLite's connections: a read holds no transaction open, and write_transaction issues BEGIN.
+    NullPool as for SQLite: each Database holds its connection for its life. NORMAL (the delivery worker) is
+    synchronous_commit=off: a crash of the server may undo its last outcomes (a message sent twice), and a
+    visitor's submission is always committed with the default, on.
+    """
+    url = sqlalchemy.engine.make_url(url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    if synchronous == "NORMAL":
+        event.listen(engine, "connect", lambda dbapi_connection, record: dbapi_connection.execute(
+            "SET synchronous_commit = off"))
     return engine
 
 
@@ -240,6 +305,8 @@ def write_transaction(db, deadline=None, clock=time.monotonic):
 
 
 def _begin_immediate(db, deadline, clock):
+    if db.sql.name == "postgresql":
+        return _begin_postgresql(db, deadline, clock)
     # SQLite's own busy handler sleeps inside C, where the event loop of a gevent worker cannot serve anyone
     # else meanwhile: connections have no busy timeout, and the wait for another process's lock is here.
     for attempt in itertools.count():
@@ -251,6 +318,22 @@ def _begin_immediate(db, deadline, clock):
             if not is_busy(error) or remaining <= 0:
                 raise
             time.sleep(min(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)], remaining))
+
+
+def _begin_postgresql(db, deadline, clock):
+    """BEGIN, then the database's one write lock, waited for until the deadline (lock_timeout, then 55P03).
+
+    Every write of every node takes it, as SQLite has one writer: a rule that reads then writes (a duplicate,
+    an idempotency key, one autoreply a day) holds across nodes exactly as on one, for milliseconds a write.
+    """
+    remaining_ms = max(1, int((deadline - clock()) * 1000))
+    db.connection.exec_driver_sql("BEGIN")
+    try:
+        db.connection.exec_driver_sql(f"SET LOCAL lock_timeout = {remaining_ms}")
+        db.connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRESQL_WRITE_LOCK})")
+    except BaseException:
+        db.connection.rollback()
+        raise
 
 
 MIGRATIONS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")

@@ -104,8 +104,8 @@ def claim(db, claimant, now, lease_seconds, limit):
             " SELECT outbox.id FROM outbox LEFT JOIN delivery_targets AS connection"
             " ON connection.channel = outbox.channel AND connection.target = ''"
             " WHERE outbox.state = 'pending' AND outbox.next_attempt_at <= :now AND outbox.lease_until <= :now"
-            " AND coalesce(connection.paused_until, 0) <= :now ORDER BY outbox.next_attempt_at LIMIT :limit)"
-            " RETURNING *",
+            " AND coalesce(connection.paused_until, 0) <= :now ORDER BY outbox.next_attempt_at LIMIT :limit"
+            f"{db.sql.skip_locked('outbox')}) RETURNING *",
             {"until": now + lease_seconds, "claimant": claimant, "token": token, "now": now, "limit": limit},
         ).mappings().all()
     return token, sorted((dict(row) for row in rows), key=lambda row: (row["next_attempt_at"], row["id"]))
@@ -210,7 +210,7 @@ def resend(db, submission_id, now, outbox_id=None):
         resent = db.execute(
             "UPDATE outbox SET state = 'pending', next_attempt_at = :now, created_at = :now, lease_until = 0,"
             " claimant = NULL, lease_token = NULL WHERE submission_id = :submission"
-            " AND ((:outbox IS NULL AND kind = 'lead') OR id = :outbox)",
+            " AND ((CAST(:outbox AS BIGINT) IS NULL AND kind = 'lead') OR id = :outbox)",
             {"now": now, "submission": submission_id, "outbox": outbox_id}).rowcount
         if outbox_id is not None:
             # The owner asked for this target explicitly: a 410 is not the last word.

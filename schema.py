@@ -18,8 +18,11 @@ SEARCHED_FIELDS = ("form", "name", "email", "phone", "subject", "message", "extr
                    "page", "note", "spam_reason")
 # PostgreSQL's search: one tsvector of every searched field, kept by the database itself (a stored generated
 # column), read through a GIN index. 'postbox_search' is 'simple' (no stemming: five languages) with unaccent.
-SEARCH_DOCUMENT = "to_tsvector('postbox_search'::regconfig, {})".format(
-    " || ' ' || ".join(f"coalesce({name}, '')" for name in SEARCHED_FIELDS))
+# Punctuation splits words, as SQLite's unicode61 tokenizer does: PostgreSQL's parser would keep an address
+# (anna@example.ru) or a host name as one lexeme, which a search for "example" could not find.
+SEARCH_WORDS = "regexp_replace({}, '[[:punct:]]+', ' ', 'g')"
+SEARCH_DOCUMENT = "to_tsvector('postbox_search'::regconfig, {})".format(SEARCH_WORDS.format(
+    " || ' ' || ".join(f"coalesce({name}, '')" for name in SEARCHED_FIELDS)))
 
 submissions = Table(
     "submissions", metadata, _id(),

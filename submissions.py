@@ -10,8 +10,8 @@ from urllib.parse import quote
 import sqlalchemy
 
 import outbox
-from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, driver_error, file_identity, is_storage_down,
-                      open_db, utc_now_iso, write_transaction)
+from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, driver_error, file_identity, is_postgresql,
+                      is_storage_down, open_db, utc_now_iso, write_transaction)
 
 
 def init_app(app):
@@ -207,6 +207,8 @@ class SubmissionWriter:
         return batch
 
     def _open(self):
+        if is_postgresql(self.path):
+            return open_db(self.path)
         self._check_file()
         # mode=rw: never create an empty file where the database was removed.
         return open_db(f"file:{quote(os.path.abspath(self.path))}?mode=rw", uri=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: an app on a temporary SQLite file, a real SMTP server on loopback, a real gunicorn, real Redis
+"""Shared fixtures: an app on a temporary SQLite file or PostgreSQL database, a real SMTP server on loopback, a real gunicorn, real Redis
 and PostgreSQL servers."""
 import asyncio
 import base64
@@ -116,9 +116,53 @@ def smtp_server():
     server.stop()
 
 
-def base_config(tmp_path, smtp_port):
+# --- The store: every test that uses the app's database runs on SQLite and on PostgreSQL -------------------------
+
+STORES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    """Run each test that uses the database once per store; one marked sqlite_only (it tests the SQLite file
+    itself: its lock, its disk, its backup) on SQLite alone. POSTBOX_TEST_STORES=postgresql picks stores."""
+    if "store" in metafunc.fixturenames:
+        chosen = [name for name in os.environ.get("POSTBOX_TEST_STORES", ",".join(STORES)).split(",") if name]
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            chosen = ["sqlite"]
+        elif metafunc.definition.get_closest_marker("postgresql_only"):
+            chosen = ["postgresql"]
+        metafunc.parametrize("store", chosen, indirect=True)
+
+
+@pytest.fixture
+def store(request):
+    return request.param
+
+
+@pytest.fixture
+def database_url(store, tmp_path, request):
+    """The test's database: a SQLite file in its folder, or a new database on the session's PostgreSQL."""
+    if store == "sqlite":
+        yield str(tmp_path / "postbox.sqlite3")
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
+def rows(source, sql, params=None):
+    """Read the test's database (its URL or path, or an open one), whichever store it is: a list of tuples."""
+    db = database.open_db(source) if isinstance(source, str) else source
+    try:
+        return [tuple(row) for row in db.execute(sql, params)]
+    finally:
+        if db is not source:
+            db.close()
+
+
+def base_config(tmp_path, smtp_port, database_url=None):
     return {
-        "DATABASE": str(tmp_path / "postbox.sqlite3"),
+        "DATABASE": database_url or str(tmp_path / "postbox.sqlite3"),
         "MAIL_DIR": str(tmp_path / "mail"),
         "SECRET_KEY": "test-secret",
         "OWNER_EMAIL": "owner@florist.example",
@@ -137,9 +181,9 @@ def base_config(tmp_path, smtp_port):
 
 
 @pytest.fixture
-def config(tmp_path, smtp_server):
+def config(tmp_path, smtp_server, database_url):
     """The settings of a test app: edit them in a test before asking for `app`."""
-    return base_config(tmp_path, smtp_server.port)
+    return base_config(tmp_path, smtp_server.port, database_url)
 
 
 @pytest.fixture
@@ -276,11 +320,11 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server_factory(tmp_path, smtp_server):
+def live_server_factory(tmp_path, smtp_server, database_url):
     servers = []
 
     def start(workers=1, command_prefix=(), **overrides):
-        env = {key: value for key, value in base_config(tmp_path, smtp_server.port).items()
+        env = {key: value for key, value in base_config(tmp_path, smtp_server.port, database_url).items()
                if key not in ("RATE_LIMIT",)}
         env.update({"RATE_LIMIT": "off"}, **overrides)
         server = LiveServer(env, workers=workers, command_prefix=command_prefix).start(tmp_path / f"gunicorn-{len(servers)}.log")

@@ -1,6 +1,5 @@
 """Rate limits shared by several nodes through Redis: exact across nodes, never a refused lead when Redis is down."""
 import json
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import VALID, RedisServer, free_port
+from conftest import VALID, RedisServer, free_port, rows
 
 import config
 from inbox_fixtures import log_in_over_http
@@ -26,9 +25,9 @@ def submit(url, index):
         return error.code, error.headers
 
 
-def stored(tmp_path):
-    with sqlite3.connect(tmp_path / "postbox.sqlite3") as conn:
-        return conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+def stored(database_url):
+    [(count,)] = rows(database_url, "SELECT COUNT(*) FROM submissions")
+    return count
 
 
 def log_lines(server, text):
@@ -40,13 +39,13 @@ def assert_one_warning_about_redis(node):
     assert "WARNING" in warning and "Traceback" not in Path(node.log_path).read_text()
 
 
-def test_the_form_limit_holds_across_two_nodes_sharing_redis(live_server_factory, redis_url, tmp_path):
+def test_the_form_limit_holds_across_two_nodes_sharing_redis(live_server_factory, redis_url, database_url):
     nodes = [live_server_factory(RATE_LIMIT="5 per minute", RATELIMIT_STORAGE_URI=redis_url) for _ in range(2)]
     answers = [submit(nodes[index % 2].url, index) for index in range(12)]
     statuses = [status for status, _ in answers]
     assert statuses == [200] * 5 + [429] * 7
     assert all(int(headers["Retry-After"]) > 0 for status, headers in answers if status == 429)
-    assert stored(tmp_path) == 5
+    assert stored(database_url) == 5
 
 
 @pytest.mark.parametrize(("limits", "address_of"), [
@@ -69,7 +68,7 @@ def own_redis(tmp_path):
     server.stop()
 
 
-def test_while_redis_is_down_leads_are_accepted_and_counted_in_memory(live_server_factory, own_redis, tmp_path):
+def test_while_redis_is_down_leads_are_accepted_and_counted_in_memory(live_server_factory, own_redis, database_url):
     """Every lead is taken while Redis is down, the same limit counted by the process; then it counts in Redis again."""
     node = live_server_factory(RATE_LIMIT="4 per minute", RATELIMIT_STORAGE_URI=own_redis.url)
     assert [submit(node.url, index)[0] for index in range(2)] == [200, 200]
@@ -80,7 +79,7 @@ def test_while_redis_is_down_leads_are_accepted_and_counted_in_memory(live_serve
     statuses = [submit(node.url, index)[0] for index in range(2, 8)]
     # Redis's two counts are out of reach: this process counts afresh, with the same limit, in its memory.
     assert statuses == [200] * 4 + [429] * 2
-    assert stored(tmp_path) == 6
+    assert stored(database_url) == 6
     assert_one_warning_about_redis(node)
 
     own_redis.start()
@@ -94,10 +93,10 @@ def test_while_redis_is_down_leads_are_accepted_and_counted_in_memory(live_serve
             time.sleep(0.2)
 
 
-def test_a_redis_nobody_listens_on_never_refuses_a_lead(live_server_factory, tmp_path):
+def test_a_redis_nobody_listens_on_never_refuses_a_lead(live_server_factory, database_url):
     node = live_server_factory(RATE_LIMIT="5 per minute", RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0")
     assert submit(node.url, 1)[0] == 200
-    assert stored(tmp_path) == 1
+    assert stored(database_url) == 1
     assert_one_warning_about_redis(node)
 
 

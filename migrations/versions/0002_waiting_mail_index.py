@@ -18,7 +18,7 @@ WAITING = sa.text("state = 'pending'")
 
 def upgrade():
     op.create_index("idx_outbox_waiting", "outbox", ["channel", "kind", "created_at"],
-                    sqlite_where=WAITING, postgresql_where=WAITING)
+                    sqlite_where=WAITING, postgresql_where=WAITING, if_not_exists=True)  # PostgreSQL's 0001 has it
 
 
 def downgrade():
