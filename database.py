@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import alembic.command
 import alembic.config
@@ -176,6 +176,14 @@ def open_db(path, synchronous="FULL", uri=False):
     else:
         url = sqlalchemy.URL.create("sqlite", database=os.fspath(path))
     return Database(_engine(url, synchronous))
+
+
+def open_existing(path, synchronous="FULL"):
+    """Open the database Postbox runs on, never creating it: a SQLite file removed meanwhile stays missing
+    (mode=rw), where creating an empty one would hide the loss. A PostgreSQL database is the server's."""
+    if is_postgresql(path):
+        return open_db(path, synchronous)
+    return open_db(f"file:{quote(os.path.abspath(path))}?mode=rw", synchronous, uri=True)
 
 
 @functools.lru_cache(maxsize=64)

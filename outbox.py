@@ -14,12 +14,11 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
-from urllib.parse import quote
 
 from channels import CHANNELS
 from channels.base import ChannelDown, Permanent, Retry, TargetOff
 from config import ConfigError, form_for_key
-from database import file_identity, open_db, write_transaction
+from database import file_identity, open_db, open_existing, write_transaction
 import delivery_process
 import followup
 import replies
@@ -433,7 +432,7 @@ class DeliveryWorker:
         path = self.app.config["DATABASE"]
         identity = file_identity(path)
         # NORMAL: an outcome survives a killed process; power loss can only undo the last ones (a duplicate).
-        db = open_db(f"file:{quote(os.path.abspath(path))}?mode=rw", synchronous="NORMAL", uri=True)
+        db = open_existing(path, synchronous="NORMAL")
         return db, identity
 
     def _idle_seconds(self, db):

@@ -1,17 +1,15 @@
 """The durable write path of a submission: one transaction with its outbox rows, shared by group commit."""
 import json
-import os
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import sqlalchemy
 
 import outbox
-from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, driver_error, file_identity, is_postgresql,
-                      is_storage_down, open_db, utc_now_iso, write_transaction)
+from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, driver_error, file_identity, is_storage_down,
+                      open_db, open_existing, utc_now_iso, write_transaction)
 
 
 def init_app(app):
@@ -207,11 +205,8 @@ class SubmissionWriter:
         return batch
 
     def _open(self):
-        if is_postgresql(self.path):
-            return open_db(self.path)
         self._check_file()
-        # mode=rw: never create an empty file where the database was removed.
-        return open_db(f"file:{quote(os.path.abspath(self.path))}?mode=rw", uri=True)
+        return open_existing(self.path)
 
     def _check_file(self):
         if file_identity(self.path) != self.identity:
