@@ -18,8 +18,8 @@ def site():
 
 
 @pytest.fixture
-def postbox(tmp_path, site, live_server_factory):
-    seed_inbox(tmp_path / "postbox.sqlite3")
+def postbox(tmp_path, database_url, site, live_server_factory):
+    seed_inbox(database_url)
     forms = tmp_path / "forms.toml"
     forms.write_text(f'[forms.portfolio]\nallowed_origins = ["{site.url}"]\nrequired = ["email"]\n', encoding="utf-8")
     server = live_server_factory(FORMS=str(forms))

@@ -15,9 +15,9 @@ import submissions
 
 
 @pytest.fixture
-def seeded_database(tmp_path):
+def seeded_database(database_url):
     """The live server's database with an inbox user and three submissions in three scripts."""
-    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+    db = database.open_db(database_url)
     database.migrate(db)
     inbox_queries.create_user(db, OWNER, PASSWORD_HASH)
     for name, message in (("Lucia Bianchi", "Vorrei delle rose"), ("Иван Петров", "Нужен букет к пятнице"),

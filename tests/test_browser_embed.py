@@ -93,8 +93,8 @@ def fill_article_form(scope, name="Maria Bianchi", email="maria@example.com", me
     scope.locator("[name=message]").fill(message)
 
 
-def stored(tmp_path):
-    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+def stored(database_url):
+    db = database.open_db(database_url)
     try:
         return count_rows(db, "submissions")
     finally:
@@ -130,7 +130,7 @@ def test_plain_form_with_next_comes_back_to_the_site(page, site, postbox, smtp_s
 
 # --- (c) the same form with postbox.js ----------------------------------------------------------
 
-def test_script_shows_errors_in_place_then_success(page, site, postbox, smtp_server, tmp_path):
+def test_script_shows_errors_in_place_then_success(page, site, postbox, smtp_server, database_url):
     page.goto(f"{site.url}/script.html")
     page.locator("[name=name]").fill("Maria")
     page.locator("[name=email]").fill("maria-at-example")
@@ -152,7 +152,7 @@ def test_script_shows_errors_in_place_then_success(page, site, postbox, smtp_ser
     assert page.evaluate("window.sawDisabled") is True
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     screenshot(page, "script-errors")
-    assert stored(tmp_path) == 0
+    assert stored(database_url) == 0
 
     page.locator("[name=email]").fill("maria@example.com")
     page.locator("[name=message]").fill("A small bouquet for my mother, please.")
@@ -163,10 +163,10 @@ def test_script_shows_errors_in_place_then_success(page, site, postbox, smtp_ser
     screenshot(page, "script-thanks")
     [received] = smtp_server.wait_for(1)
     assert "A small bouquet for my mother" in received["message"].get_content()
-    assert stored(tmp_path) == 1
+    assert stored(database_url) == 1
 
 
-def test_script_form_carries_the_time_trap_token(page, site, live_server_factory, smtp_server, tmp_path):
+def test_script_form_carries_the_time_trap_token(page, site, live_server_factory, smtp_server, database_url):
     """A bot that runs the page's JavaScript and submits at once is kept as spam; the visitor sees success."""
     server = live_server_factory(ALLOWED_ORIGINS=site.url, SPAM_MIN_SECONDS=60)
     site.postbox_url = server.url
@@ -175,7 +175,7 @@ def test_script_form_carries_the_time_trap_token(page, site, live_server_factory
     fill_article_form(page)
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("status")).to_be_visible()
-    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+    db = database.open_db(database_url)
     try:
         assert [tuple(row) for row in db.execute("SELECT status, spam_reason FROM submissions")] == [
             ("spam", "sent too fast after the form was served")]
@@ -274,7 +274,7 @@ def test_hosted_form_with_postbox_js_under_its_csp(page, postbox, smtp_server):
 
 # --- Refused origins -------------------------------------------------------------------------------
 
-def test_fetch_from_a_disallowed_origin_fails(page, site, postbox, smtp_server, tmp_path):
+def test_fetch_from_a_disallowed_origin_fails(page, site, postbox, smtp_server, database_url):
     # localhost:PORT is another origin than the allowed 127.0.0.1:PORT, though it is the same server.
     page.goto(f"http://localhost:{site.port}/plain-action.html")
     outcome = page.evaluate("""async (url) => {
@@ -297,5 +297,5 @@ def test_fetch_from_a_disallowed_origin_fails(page, site, postbox, smtp_server, 
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("alert")).to_contain_text("does not accept messages from http://localhost")
     screenshot(page, "refused-origin")
-    assert stored(tmp_path) == 0
+    assert stored(database_url) == 0
     assert smtp_server.messages == []

@@ -13,9 +13,9 @@ import submissions
 
 
 @pytest.fixture
-def seeded_database(tmp_path):
+def seeded_database(database_url):
     """An overdue lead (five hours old, every hour a working hour) and a fresh one."""
-    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+    db = database.open_db(database_url)
     database.migrate(db)
     inbox_queries.create_user(db, OWNER, PASSWORD_HASH)
     five_hours_ago = (datetime.now(timezone.utc) - timedelta(hours=5)).isoformat(timespec="microseconds")

@@ -13,8 +13,8 @@ OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElemen
 
 
 @pytest.fixture
-def postbox(tmp_path, live_server_factory):
-    seed_inbox(tmp_path / "postbox.sqlite3")
+def postbox(database_url, live_server_factory):
+    seed_inbox(database_url)
     return live_server_factory()
 
 

@@ -115,8 +115,8 @@ def open_page(browser, locale="en-US"):
     return context, context.new_page()
 
 
-def stored_leads(tmp_path):
-    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+def stored_leads(database_url):
+    db = database.open_db(database_url)
     try:
         return {row["mail_subject"]: dict(row) for row in db.execute("SELECT * FROM submissions").mappings()}
     finally:
@@ -128,7 +128,8 @@ def screenshot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"theme-{name}.png"), full_page=True)
 
 
-def test_three_theme_forms_reach_the_owner_with_their_subjects(browser, site, postbox, smtp_server, tmp_path):
+def test_three_theme_forms_reach_the_owner_with_their_subjects(browser, site, postbox, smtp_server,
+                                                               database_url):
     context, page = open_page(browser)
     try:
         page.goto(f"{site.url}/formspree.html")
@@ -154,7 +155,7 @@ def test_three_theme_forms_reach_the_owner_with_their_subjects(browser, site, po
     finally:
         context.close()
 
-    leads = stored_leads(tmp_path)
+    leads = stored_leads(database_url)
     assert set(leads) == {"New lead from the portfolio", "New submission from the studio site", "Callback request"}
     assert leads["New lead from the portfolio"]["email"] == "reader@example.com"
     assert leads["New lead from the portfolio"]["reply_to"] == "reader@example.com"
@@ -174,7 +175,7 @@ def test_three_theme_forms_reach_the_owner_with_their_subjects(browser, site, po
 
 @pytest.mark.parametrize("lang, locale", [("ru", "ru-RU"), ("hi", "hi-IN")])
 def test_an_invalid_theme_post_leads_back_to_the_theme_in_the_visitors_language(
-        browser, site, postbox, smtp_server, tmp_path, lang, locale):
+        browser, site, postbox, smtp_server, database_url, lang, locale):
     context, page = open_page(browser, locale=locale)
     try:
         page.goto(f"{site.url}/bare.html")
@@ -197,7 +198,7 @@ def test_an_invalid_theme_post_leads_back_to_the_theme_in_the_visitors_language(
         expect(page.locator("[name=name]")).to_have_value("Sita Rao")  # what they typed is still there
     finally:
         context.close()
-    assert stored_leads(tmp_path) == {}
+    assert stored_leads(database_url) == {}
 
 
 def test_an_unknown_form_key_leads_back_too(browser, site, postbox):

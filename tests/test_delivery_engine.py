@@ -100,9 +100,9 @@ def test_a_lease_shorter_than_one_message_stops_start_up(config, capsys):
     assert "POSTBOX_LEASE_SECONDS" in message and "POSTBOX_SMTP_DATA_TIMEOUT" in message
 
 
-def deliver_process(tmp_path, smtp_port, *args, **overrides):
+def deliver_process(tmp_path, smtp_port, database_url, *args, **overrides):
     env = {**os.environ, **{f"POSTBOX_{key}": str(value)
-                            for key, value in {**base_config(tmp_path, smtp_port), **overrides}.items()}}
+                            for key, value in {**base_config(tmp_path, smtp_port, database_url), **overrides}.items()}}
     return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "deliver", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -114,16 +114,17 @@ def wait_until(condition, timeout, message):
         time.sleep(0.05)
 
 
-def test_sigterm_mid_batch_hands_the_rest_to_another_worker_at_once(app, client, smtp_server, tmp_path):
+def test_sigterm_mid_batch_hands_the_rest_to_another_worker_at_once(app, client, smtp_server, tmp_path,
+                                                                    database_url):
     smtp_server.handler.delay = 0.3
     for index in range(20):
         submit(client, message=f"lead {index}")
     db = database.open_db(app.config["DATABASE"])
-    first = deliver_process(tmp_path, smtp_server.port)
+    first = deliver_process(tmp_path, smtp_server.port, database_url)
     try:
         wait_until(lambda: count_rows(db, "outbox", "claimant IS NOT NULL") >= 15 and smtp_server.messages, 20,
                    "the first worker never claimed the batch")
-        second = deliver_process(tmp_path, smtp_server.port)
+        second = deliver_process(tmp_path, smtp_server.port, database_url)
         time.sleep(1)  # the second worker runs, and finds everything leased to the first
         stopped_at = time.monotonic()
         first.send_signal(signal.SIGTERM)
@@ -154,14 +155,14 @@ def test_deliver_now_lifts_pauses_and_backoff(app, client, db, smtp_server, runn
     assert len(smtp_server.messages) == 1
 
 
-def test_gunicorn_sigterm_gives_the_claim_back(live_server_factory, smtp_server, tmp_path):
+def test_gunicorn_sigterm_gives_the_claim_back(live_server_factory, smtp_server, database_url):
     smtp_server.handler.delay = 0.5
     server = live_server_factory()
     for index in range(10):
         request = urllib.request.Request(server.url + "/contactus", data=urllib.parse.urlencode(
             {**VALID, "message": f"lead {index}"}).encode(), headers={"Accept": "application/json"})
         urllib.request.urlopen(request, timeout=10).read()
-    db = database.open_db(str(tmp_path / "postbox.sqlite3"))
+    db = database.open_db(database_url)
     wait_until(lambda: smtp_server.messages and count_rows(db, "outbox", "claimant IS NOT NULL") >= 5, 20,
                "the web process's delivery thread never claimed the batch")
     server.kill(signal.SIGTERM)
@@ -171,6 +172,7 @@ def test_gunicorn_sigterm_gives_the_claim_back(live_server_factory, smtp_server,
     db.close()
 
 
+@pytest.mark.sqlite_only  # a file moved away under the worker: PostgreSQL's database is no file
 def test_the_worker_stops_delivering_from_a_database_file_moved_away(app, client, smtp_server, caplog):
     worker = outbox.start_worker(app)
     submit(client, message="before")

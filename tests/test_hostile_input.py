@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from conftest import VALID, count_rows
+from conftest import VALID, count_rows, rows
 from inbox_fixtures import add_submission, inbox_user, owner, post  # noqa: F401
 
 BOUNDARY = "postboxboundary"
@@ -102,15 +102,13 @@ def chunked_post(server, body, size_line=None):
     return raw_request(server, head + chunked(body, size_line))
 
 
-def test_chunked_bodies_over_the_limit_get_413_and_store_nothing(live_server_factory, tmp_path):
-    import sqlite3
+def test_chunked_bodies_over_the_limit_get_413_and_store_nothing(live_server_factory, database_url):
     server = live_server_factory()
     small = chunked_post(server, b"name=Anna&email=anna@example.com&message=" + b"x" * 3000)
     assert small.startswith(b"HTTP/1.1 200"), small[:300]
     too_big = chunked_post(server, b"name=Anna&email=anna@example.com&message=" + b"y" * 80 * 1024)
     assert too_big.startswith(b"HTTP/1.1 413"), too_big[:300]
-    with sqlite3.connect(tmp_path / "postbox.sqlite3") as conn:
-        assert [len(row[0]) for row in conn.execute("SELECT message FROM submissions")] == [3000]
+    assert [len(message) for message, in rows(database_url, "SELECT message FROM submissions")] == [3000]
 
 
 def test_a_bad_chunk_size_is_a_4xx(live_server_factory):

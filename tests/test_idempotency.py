@@ -1,6 +1,5 @@
 """One lead per double-click: named submissions are stored and notified once, simultaneous duplicates once."""
 import json
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -9,7 +8,7 @@ import urllib.request
 
 import database
 import submissions
-from conftest import VALID
+from conftest import VALID, rows
 
 
 def post(url, data, headers=(), as_json=True):
@@ -51,9 +50,8 @@ def at_once(count, action):
     return results
 
 
-def statuses(path):
-    with sqlite3.connect(path) as conn:
-        return [tuple(row) for row in conn.execute("SELECT status, spam_reason FROM submissions ORDER BY id")]
+def statuses(database_url):
+    return rows(database_url, "SELECT status, spam_reason FROM submissions ORDER BY id")
 
 
 def assert_no_more_mail(smtp_server, count):
@@ -62,16 +60,16 @@ def assert_no_more_mail(smtp_server, count):
     assert len(smtp_server.messages) == count
 
 
-def test_two_simultaneous_identical_posts_give_one_lead_and_one_spam(live_server_factory, smtp_server, tmp_path):
+def test_two_simultaneous_identical_posts_give_one_lead_and_one_spam(live_server_factory, smtp_server, database_url):
     server = live_server_factory(SPAM_DUPLICATE_MINUTES=10)
     answers = at_once(2, lambda index: post(server.url, VALID))
     assert [status for status, _body in answers] == [200, 200]
-    assert sorted(statuses(tmp_path / "postbox.sqlite3")) == [
+    assert sorted(statuses(database_url)) == [
         ("new", ""), ("spam", "same message from the same address minutes ago")]
     assert_no_more_mail(smtp_server, 1)
 
 
-def test_a_hosted_form_submitted_twice_is_one_lead_and_one_email(live_server_factory, smtp_server, tmp_path):
+def test_a_hosted_form_submitted_twice_is_one_lead_and_one_email(live_server_factory, smtp_server, database_url):
     server = live_server_factory()
     with urllib.request.urlopen(server.url + "/contactus", timeout=10) as response:
         token = response.read().decode().split('name="_token" value="')[1].split('"')[0]
@@ -79,11 +77,11 @@ def test_a_hosted_form_submitted_twice_is_one_lead_and_one_email(live_server_fac
     first = post(server.url, fields, as_json=False)
     again = at_once(2, lambda index: post(server.url, fields, as_json=False))
     assert [status for status, _body in [first, *again]] == [303, 303, 303]
-    assert statuses(tmp_path / "postbox.sqlite3") == [("new", "")]
+    assert statuses(database_url) == [("new", "")]
     assert_no_more_mail(smtp_server, 1)
 
 
-def test_an_idempotency_key_answers_a_repeat_with_the_first_submission(live_server_factory, smtp_server, tmp_path):
+def test_an_idempotency_key_answers_a_repeat_with_the_first_submission(live_server_factory, smtp_server, database_url):
     server = live_server_factory()
     key = {"Idempotency-Key": "5b0c1e7e-1d52-4c59-8a57-4f0b8c1f9a10"}
     answers = at_once(3, lambda index: post(server.url, VALID, key))
@@ -91,7 +89,7 @@ def test_an_idempotency_key_answers_a_repeat_with_the_first_submission(live_serv
     assert [status for status, _body in answers] == [200, 200, 200] and len(ids) == 1
     other = post(server.url, {**VALID, "message": "A different message"}, {"Idempotency-Key": "another"})
     assert other[0] == 200 and json.loads(other[1])["id"] not in ids
-    assert len(statuses(tmp_path / "postbox.sqlite3")) == 2
+    assert len(statuses(database_url)) == 2
     assert_no_more_mail(smtp_server, 2)
 
 

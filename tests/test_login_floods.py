@@ -1,11 +1,11 @@
 """Logins that cannot exhaust memory or be spread over addresses, and a limiter that keeps keys for real forms only."""
 import re
-import sqlite3
 import threading
 import uuid
 
 from werkzeug.security import generate_password_hash
 
+import database
 import inbox_queries
 from app import create_app
 from conftest import VALID
@@ -64,11 +64,14 @@ def peak_rss(pid):
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
 
 
-def test_32_concurrent_wrong_logins_keep_the_worker_under_300_mb(live_server_factory, tmp_path):
+def test_32_concurrent_wrong_logins_keep_the_worker_under_300_mb(live_server_factory, database_url):
     server = live_server_factory(LOGIN_RATE_LIMIT="off", LOGIN_ACCOUNT_RATE_LIMIT="off")
-    with sqlite3.connect(tmp_path / "postbox.sqlite3") as conn:
-        conn.execute("INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, '2026-01-01')",
-                     [OWNER, PASSWORD_HASH])
+    db = database.open_db(database_url)
+    try:
+        db.execute("INSERT INTO users (email, password_hash, created_at) VALUES (:email, :hash, '2026-01-01')",
+                   {"email": OWNER, "hash": PASSWORD_HASH})
+    finally:
+        db.close()
     baseline = peak_rss(worker_pid(server))
     statuses = []
     threads = [threading.Thread(target=lambda: statuses.append(log_in_over_http(server.url, password="wrong guess")[0]))

@@ -1,14 +1,13 @@
 """Reliability under real processes: two workers, two gunicorn workers, SMTP down, kill -9."""
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import ROOT, VALID, base_config
+from conftest import ROOT, VALID, base_config, rows
 
 
 def post_json(url, fields, timeout=10):
@@ -18,35 +17,30 @@ def post_json(url, fields, timeout=10):
         return response.status, json.loads(response.read())
 
 
-def rows(path, sql):
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def assert_each_delivered_once(smtp_server, count, db_path):
+def assert_each_delivered_once(smtp_server, count, database_url):
     smtp_server.wait_for(count, timeout=30)
     time.sleep(1)  # anything sent twice would arrive now
     ids = [received["message"]["Message-ID"] for received in smtp_server.messages]
     assert len(ids) == count and len(set(ids)) == count
-    assert rows(db_path, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'") == [(count,)]
+    assert rows(database_url, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'") == [(count,)]
 
 
-def test_parallel_submissions_on_two_gunicorn_workers(live_server_factory, smtp_server, tmp_path):
+def test_parallel_submissions_on_two_gunicorn_workers(live_server_factory, smtp_server, database_url):
     server = live_server_factory(workers=2)
     with ThreadPoolExecutor(max_workers=40) as pool:
         results = list(pool.map(lambda i: post_json(server.url, {**VALID, "message": f"order {i}"}), range(40)))
     assert all(status == 200 and body["ok"] for status, body in results)
     assert len({body["id"] for _, body in results}) == 40
-    assert_each_delivered_once(smtp_server, 40, tmp_path / "postbox.sqlite3")
+    assert_each_delivered_once(smtp_server, 40, database_url)
     messages = sorted(received["message"].get_content().split("order ")[1].split()[0]
                       for received in smtp_server.messages)
     assert messages == sorted(str(i) for i in range(40))
 
 
-def test_two_separate_worker_processes_deliver_each_once(app, client, smtp_server, tmp_path):
+def test_two_separate_worker_processes_deliver_each_once(app, client, smtp_server, tmp_path, database_url):
     for index in range(60):
         assert client.post("/contactus", data={**VALID, "message": f"lead {index}"}).status_code == 303
-    env = {**os.environ, **{f"POSTBOX_{key}": str(value) for key, value in base_config(tmp_path, smtp_server.port).items()}}
+    env = {**os.environ, **{f"POSTBOX_{key}": str(value) for key, value in base_config(tmp_path, smtp_server.port, database_url).items()}}
     workers = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "deliver"], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     try:
@@ -57,7 +51,7 @@ def test_two_separate_worker_processes_deliver_each_once(app, client, smtp_serve
             worker.wait()
 
 
-def test_smtp_down_submissions_accepted_then_all_delivered(live_server_factory, smtp_server, tmp_path):
+def test_smtp_down_submissions_accepted_then_all_delivered(live_server_factory, smtp_server, database_url):
     smtp_server.stop()
     server = live_server_factory()
     for index in range(5):
@@ -65,29 +59,28 @@ def test_smtp_down_submissions_accepted_then_all_delivered(live_server_factory, 
         status, body = post_json(server.url, {**VALID, "message": f"while down {index}"}, timeout=2)
         assert status == 200 and body["ok"]
     smtp_server.start()
-    assert_each_delivered_once(smtp_server, 5, tmp_path / "postbox.sqlite3")
+    assert_each_delivered_once(smtp_server, 5, database_url)
 
 
-def test_hanging_smtp_server_does_not_slow_the_request(live_server_factory, smtp_server, tmp_path):
+def test_hanging_smtp_server_does_not_slow_the_request(live_server_factory, smtp_server, database_url):
     smtp_server.handler.delay = 30
     server = live_server_factory(SMTP_TIMEOUT=20)
     for index in range(3):
         status, body = post_json(server.url, {**VALID, "message": f"hanging {index}"}, timeout=2)
         assert status == 200
-    assert rows(tmp_path / "postbox.sqlite3", "SELECT COUNT(*) FROM outbox") == [(3,)]
+    assert rows(database_url, "SELECT COUNT(*) FROM outbox") == [(3,)]
 
 
-def test_kill_9_loses_nothing_and_claimed_message_is_sent_later(live_server_factory, smtp_server, tmp_path):
-    db_path = tmp_path / "postbox.sqlite3"
+def test_kill_9_loses_nothing_and_claimed_message_is_sent_later(live_server_factory, smtp_server, database_url):
     smtp_server.handler.delay = 5  # the worker is mid-send when it dies
     server = live_server_factory(LEASE_SECONDS=8, SMTP_TIMEOUT=0.5, SMTP_DATA_TIMEOUT=3)
     acknowledged = [post_json(server.url, {**VALID, "message": f"before kill {i}"})[1]["id"] for i in range(3)]
     deadline = time.monotonic() + 10
-    while not rows(db_path, "SELECT COUNT(*) FROM outbox WHERE claimant IS NOT NULL")[0][0]:
+    while not rows(database_url, "SELECT COUNT(*) FROM outbox WHERE claimant IS NOT NULL")[0][0]:
         assert time.monotonic() < deadline, "the worker never claimed the messages"
         time.sleep(0.05)
     server.kill()
-    stored = [row[0] for row in rows(db_path, "SELECT id FROM submissions ORDER BY id")]
+    stored = [row[0] for row in rows(database_url, "SELECT id FROM submissions ORDER BY id")]
     assert stored == acknowledged
     smtp_server.handler.delay = 0
     smtp_server.handler.messages.clear()
@@ -97,7 +90,7 @@ def test_kill_9_loses_nothing_and_claimed_message_is_sent_later(live_server_fact
     bodies = {received["message"].get_content().split("before kill ")[1].split()[0] for received in smtp_server.messages}
     assert bodies == {"0", "1", "2"}
     deadline = time.monotonic() + 10
-    while rows(db_path, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'") != [(3,)]:
+    while rows(database_url, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'") != [(3,)]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
 
