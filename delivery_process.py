@@ -53,8 +53,9 @@ def listen_for_wakes(database, worker):
 class DeliveryProcess:
     """`flask --app app deliver`, started by gunicorn's master, restarted if it dies, stopped with the master."""
 
-    def __init__(self, graceful_seconds):
+    def __init__(self, graceful_seconds, arbiter=None):
         self.graceful_seconds = graceful_seconds
+        self.arbiter = arbiter  # gunicorn's master: it lets go of its listening sockets as it starts stopping
         self.process = None
         self.stopping = False
         self.master_pid = os.getpid()
@@ -78,19 +79,28 @@ class DeliveryProcess:
         while not self.stopping:
             if os.getpid() != self.master_pid:
                 return  # a forked web worker inherited this watcher: only the master watches
-            if self.process.poll() is not None and not self.stopping:
-                log.error("delivery process %s exited with %s; starting another", self.process.pid,
-                          self.process.returncode)
-                time.sleep(RESTART_PAUSE_SECONDS)
-                if not self.stopping:
-                    self.process = self.spawn()
+            if self.process.poll() is not None and not self.stopping and not self.master_is_stopping():
+                # Its exit status says little: the master reaps every child it has, and then this reads 0.
+                time.sleep(RESTART_PAUSE_SECONDS)  # a stop signalled to the whole group reaches the master meanwhile
+                if self.stopping or self.master_is_stopping():
+                    return
+                log.error("delivery process %s exited; starting another", self.process.pid)
+                self.process = self.spawn()
             time.sleep(0.5)
+
+    def master_is_stopping(self):
+        """A stop of the whole server (systemd, Ctrl+C) reaches the delivery process too, before on_exit calls
+        stop(): the master has closed its listening sockets by then, where a reload (HUP) keeps them."""
+        return self.arbiter is not None and not self.arbiter.LISTENERS
 
     def stop(self):
         """SIGTERM: the process finishes the message in flight and gives the rest of its claim back."""
         self.stopping = True
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                return  # it ended, and the master reaped it, just now
             try:
                 self.process.wait(self.graceful_seconds)
             except subprocess.TimeoutExpired:

@@ -62,7 +62,7 @@ def when_ready(server):
     if getattr(server, "postbox_delivery", None) == "process":
         from delivery_process import DeliveryProcess
 
-        server.postbox_delivery_process = DeliveryProcess(graceful_timeout).start()
+        server.postbox_delivery_process = DeliveryProcess(graceful_timeout, server).start()
 
 
 def on_exit(server):
