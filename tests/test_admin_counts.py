@@ -77,6 +77,8 @@ def test_counts_between_bounds_inside_a_quarter_are_exact(db, spread, since, bef
     assert inbox_queries.status_counts(db, filters) == counted_by_table(db, " AND ".join(clauses), filters)
 
 
+# It rebuilds an installation from before Alembic: SQLite's own, with its sqlite-utils migrations table.
+@pytest.mark.sqlite_only
 def test_the_migration_counts_existing_rows(db, spread):
     with database.write_transaction(db):  # back to an installation from before m006, and before Alembic
         db.execute("DELETE FROM inbox_quarters")

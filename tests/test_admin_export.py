@@ -48,13 +48,23 @@ def test_csv_download_keeps_every_script_and_field(app, owner, db, smtp_server):
     assert body.count(b"\r\n") == 1 + len(MULTILINGUAL) + 1  # CRLF row ends, plus the one inside a quoted cell
 
 
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n", "\0"])
-def test_formula_cells_are_neutralised(app, owner, db, start):
+def assert_formula_neutralised(app, owner, db, start):
     cell = f"{start}HYPERLINK(\"http://evil.example\",\"click\")"
     add_submission(db, app, name=cell, subject=cell, message="fine", extra={"budget": cell})
     [row] = read_csv(owner.get("/admin/export.csv").get_data(as_text=True).lstrip("\ufeff"))
     assert row["name"] == row["subject"] == row["budget"] == "'" + cell
     assert row["message"] == "fine"
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n"])
+def test_formula_cells_are_neutralised(app, owner, db, start):
+    assert_formula_neutralised(app, owner, db, start)
+
+
+# PostgreSQL's text cannot hold a NUL (and the forms refuse one): only a SQLite file can have stored it.
+@pytest.mark.sqlite_only
+def test_a_cell_starting_with_nul_is_neutralised(app, owner, db):
+    assert_formula_neutralised(app, owner, db, "\0")
 
 
 def test_extra_fields_are_the_union_in_first_seen_order(app, owner, db):

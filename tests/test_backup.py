@@ -1,5 +1,6 @@
 """`flask backup` copies a consistent, verified database while Postbox serves; `flask restore` puts it back, and
-is refused while a server or worker uses the database."""
+is refused while a server or worker uses the database. Both copy a SQLite file: on PostgreSQL they refuse and name
+the server's own tools."""
 import json
 import os
 import sqlite3
@@ -73,6 +74,7 @@ class Load:
             thread.join(60)
 
 
+@pytest.mark.sqlite_only
 def test_a_backup_taken_under_load_restores_every_row_acknowledged_before_it(live_server_factory, smtp_server,
                                                                               tmp_path):
     server = live_server_factory()
@@ -106,6 +108,7 @@ def test_a_backup_taken_under_load_restores_every_row_acknowledged_before_it(liv
     assert acknowledged <= ids, f"{len(acknowledged - ids)} acknowledged row(s) missing from the backup"
 
 
+@pytest.mark.sqlite_only
 def test_restore_replaces_the_database_once_the_server_has_stopped(live_server_factory, smtp_server, tmp_path):
     server = live_server_factory()
     env = environment(tmp_path, smtp_server.port)
@@ -122,6 +125,7 @@ def test_restore_replaces_the_database_once_the_server_has_stopped(live_server_f
         assert conn.execute("SELECT COUNT(*) FROM submissions").fetchone() == (1,)
 
 
+@pytest.mark.sqlite_only
 def test_restore_asks_before_replacing_the_database(app, db, tmp_path, smtp_server):
     add_submission(db, app)
     env = environment(tmp_path, smtp_server.port)
@@ -130,6 +134,7 @@ def test_restore_asks_before_replacing_the_database(app, db, tmp_path, smtp_serv
     assert answered_no.returncode != 0 and "Aborted" in answered_no.stderr
 
 
+@pytest.mark.sqlite_only
 def test_restore_refuses_a_file_that_is_not_a_postbox_database(app, tmp_path, smtp_server):
     other = tmp_path / "other.sqlite3"
     with sqlite3.connect(other) as conn:
@@ -141,6 +146,7 @@ def test_restore_refuses_a_file_that_is_not_a_postbox_database(app, tmp_path, sm
         assert result.returncode != 0 and reason in result.stderr
 
 
+@pytest.mark.sqlite_only
 def test_a_server_does_not_start_while_a_restore_holds_the_database(live_server_factory, tmp_path, app):
     lock = backup._take_exclusive_lock(app.config["DATABASE"])
     try:
@@ -150,6 +156,7 @@ def test_a_server_does_not_start_while_a_restore_holds_the_database(live_server_
         os.close(lock)
 
 
+@pytest.mark.sqlite_only
 def test_a_backup_is_one_self_contained_file(app, db, tmp_path):
     add_submission(db, app)
     counts = backup.copy_database(app.config["DATABASE"], str(tmp_path / "copy.sqlite3"))
@@ -157,3 +164,14 @@ def test_a_backup_is_one_self_contained_file(app, db, tmp_path):
     assert not (tmp_path / "copy.sqlite3-wal").exists() and not list(tmp_path.glob(".postbox-backup-*"))
     with sqlite3.connect(tmp_path / "copy.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+@pytest.mark.postgresql_only
+def test_backup_and_restore_refuse_postgresql_and_name_its_tools(database_url, tmp_path, smtp_server):
+    env = environment(tmp_path, smtp_server.port, DATABASE=database_url)
+    path = tmp_path / "postbox-backup.sqlite3"
+    path.write_bytes(b"")  # restore's PATH must exist for the command to reach its refusal
+    for args, tool in ((["backup", str(path)], "pg_dump"), (["restore", "--yes", str(path)], "pg_restore")):
+        result = flask(*args, env=env)
+        assert result.returncode != 0, result.stdout
+        assert tool in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -96,16 +96,24 @@ def test_without_smtp_messages_are_written_as_eml_files(tmp_path):
     assert name.endswith(".eml") and "To: owner@localhost" in content and VALID["message"] in content
 
 
-def test_migrations_are_applied_once_and_are_idempotent(tmp_path):
-    path = str(tmp_path / "p.sqlite3")
-    create_app({"DATABASE": path, "SECRET_KEY": "k"})
-    create_app({"DATABASE": path, "SECRET_KEY": "k"})
-    db = database.open_db(path)
-    names = db.execute("SELECT name FROM _sqlite_migrations").scalars().all()
-    assert names == [migration.name for migration in sqlite_schema.migrations._migrations]
+def test_migrations_are_applied_once_and_are_idempotent(database_url):
+    create_app({"DATABASE": database_url, "SECRET_KEY": "k"})
+    create_app({"DATABASE": database_url, "SECRET_KEY": "k"})
+    db = database.open_db(database_url)
     head = ScriptDirectory(database.MIGRATIONS_DIRECTORY).get_current_head()
     assert db.execute("SELECT version_num FROM alembic_version").scalars().all() == [head]
+    db.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_sqlite_file_keeps_its_sqlite_utils_migrations_and_wal(database_url):
+    create_app({"DATABASE": database_url, "SECRET_KEY": "k"})
+    create_app({"DATABASE": database_url, "SECRET_KEY": "k"})
+    db = database.open_db(database_url)
+    names = db.execute("SELECT name FROM _sqlite_migrations").scalars().all()
+    assert names == [migration.name for migration in sqlite_schema.migrations._migrations]
     assert db.execute("PRAGMA journal_mode").scalar() == "wal"
+    db.close()
 
 
 def test_the_access_log_can_be_switched_off(live_server_factory):

@@ -4,11 +4,15 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 import sqlalchemy as sa
 
 import schema
 from conftest import ROOT, deliver_all
 from inbox_fixtures import LEADS, OWNER, add_submission, owner, inbox_user, post  # noqa: F401 (fixtures)
+
+# The source of a copy is a SQLite installation by definition; its target is the postgres_url fixture.
+pytestmark = pytest.mark.sqlite_only
 
 
 def rows_of(connection_rows):

@@ -21,27 +21,28 @@ with database.write_transaction(db):
 """
 
 
-def table_t(path):
-    db = database.open_db(path)
-    db.execute("CREATE TABLE t (x TEXT)")
+def table_t(database_url):
+    db = database.open_db(database_url)
+    # An id in the order rows were written: SQLite's INTEGER PRIMARY KEY is its rowid, PostgreSQL's is SERIAL.
+    key = "SERIAL" if db.sql.name == "postgresql" else "INTEGER"
+    db.execute(f"CREATE TABLE t (id {key} PRIMARY KEY, x TEXT)")
     return db
 
 
-def test_a_write_transaction_that_raises_leaves_nothing(tmp_path):
-    db = table_t(tmp_path / "t.sqlite3")
+def test_a_write_transaction_that_raises_leaves_nothing(database_url):
+    db = table_t(database_url)
     with pytest.raises(ValueError):
         with database.write_transaction(db):
             db.execute("INSERT INTO t (x) VALUES ('half')")
             raise ValueError("a bug half-way")
     with database.write_transaction(db):
         db.execute("INSERT INTO t (x) VALUES ('whole')")
-    assert database.open_db(tmp_path / "t.sqlite3").execute("SELECT x FROM t").scalars().all() == ["whole"]
+    assert database.open_db(database_url).execute("SELECT x FROM t").scalars().all() == ["whole"]
 
 
-def test_a_write_waits_for_another_process_and_then_sees_its_commit(tmp_path):
-    path = tmp_path / "t.sqlite3"
-    db = table_t(path)
-    other = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(path)], cwd=ROOT, text=True,
+def test_a_write_waits_for_another_process_and_then_sees_its_commit(database_url):
+    db = table_t(database_url)
+    other = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, database_url], cwd=ROOT, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert other.stdout.readline() == "locked\n"
@@ -64,20 +65,20 @@ def test_a_write_waits_for_another_process_and_then_sees_its_commit(tmp_path):
         other.stdin.flush()
         writing.join(10)
         assert seen == ["other process"]
-        assert db.execute("SELECT x FROM t ORDER BY rowid").scalars().all() == ["other process", "this process"]
+        assert db.execute("SELECT x FROM t ORDER BY id").scalars().all() == ["other process", "this process"]
     finally:
         other.kill()
         other.wait()
 
 
-def test_processes_starting_at_once_migrate_a_new_database_once(tmp_path):
-    path = tmp_path / "new.sqlite3"
+def test_processes_starting_at_once_migrate_a_new_database_once(database_url, store):
     script = "import sys, database; database.migrate(database.open_db(sys.argv[1]))"
-    starting = [subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, stderr=subprocess.PIPE,
+    starting = [subprocess.Popen([sys.executable, "-c", script, database_url], cwd=ROOT, stderr=subprocess.PIPE,
                                  text=True) for _ in range(4)]
     for process in starting:
         assert process.wait(60) == 0, process.stderr.read()
-    db = database.open_db(path)
+    db = database.open_db(database_url)
     head = ScriptDirectory(database.MIGRATIONS_DIRECTORY).get_current_head()
     assert db.execute("SELECT version_num FROM alembic_version").scalars().all() == [head]
-    assert db.execute("SELECT COUNT(*) FROM _sqlite_migrations").scalar() == 11
+    if store == "sqlite":  # sqlite-utils' migrations, which came before Alembic's baseline, each applied once
+        assert db.execute("SELECT COUNT(*) FROM _sqlite_migrations").scalar() == 11

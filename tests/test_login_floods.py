@@ -68,8 +68,7 @@ def test_32_concurrent_wrong_logins_keep_the_worker_under_300_mb(live_server_fac
     server = live_server_factory(LOGIN_RATE_LIMIT="off", LOGIN_ACCOUNT_RATE_LIMIT="off")
     db = database.open_db(database_url)
     try:
-        db.execute("INSERT INTO users (email, password_hash, created_at) VALUES (:email, :hash, '2026-01-01')",
-                   {"email": OWNER, "hash": PASSWORD_HASH})
+        inbox_queries.create_user(db, OWNER, PASSWORD_HASH)  # waits for the lock, as the server's worker may hold it
     finally:
         db.close()
     baseline = peak_rss(worker_pid(server))

@@ -1,6 +1,7 @@
 """The schema as SQLAlchemy tables (schema.py) against SQLite's migrations, and built on a real PostgreSQL."""
 import sqlite3
 
+import pytest
 import sqlalchemy as sa
 
 import schema
@@ -17,6 +18,7 @@ def sqlite_columns(path, table):
                 for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
+@pytest.mark.sqlite_only
 def test_the_tables_are_sqlites_tables_column_for_column(app):
     """No drift: every table and column of SQLite's migrated file is in schema.py, with its type and key."""
     path = app.config["DATABASE"]

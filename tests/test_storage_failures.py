@@ -27,6 +27,8 @@ from conftest import ROOT, VALID
 STORE_TIMEOUT = 2
 LOCK_SECONDS = 20
 AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+# Every fault here is one of the SQLite file (its lock, its disk, its directory): PostgreSQL has none of them.
+pytestmark = pytest.mark.sqlite_only
 
 
 def post(url, fields, language="en", as_json=True, timeout=15):
