@@ -1,4 +1,5 @@
 """SIGKILL of web workers during a load: every acknowledged lead reaches every channel, duplicates ≤ kills."""
+import http.client
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ def post(url, index):
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return index, json.loads(response.read())["id"]
-    except OSError:
+    except (OSError, http.client.HTTPException):  # reset, or cut short half-way through the answer
         return index, None  # the worker serving it was killed: not acknowledged, so not promised
 
 
