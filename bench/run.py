@@ -26,6 +26,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from bench.postgres import PostgresMissing, PostgresServer
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 CACHE = BENCH / ".cache"
@@ -169,33 +171,32 @@ def run_wrk(url, connections, seconds, id_dir=None):
     return result
 
 
-def load_server(server, connections, settings, workdir, label, measure_delivery=False):
+def load_server(server, connections, settings, workdir, label, outbox=None):
     """Warm up, then measure; the acknowledged ids of both runs are kept under workdir for checking.
 
-    For a design that delivers (Postbox, the anchor) it also counts what was sent during the measured run, the
-    CPU every process of the server used from its start until the last of its messages was sent, and so the
-    CPU per delivered submission and the accepted-and-delivered rate.
+    Given the outbox of a design that delivers (Postbox, the anchor), it also counts what was sent during the
+    measured run, the CPU every process of the server (and of its database server, if it has one) used from its
+    start until the last of its messages was sent, and so the CPU per delivered submission and the
+    accepted-and-delivered rate.
     """
     id_dir = workdir / f"ids-{label}"
     id_dir.mkdir(exist_ok=True)
     warm_dir = id_dir / "warmup"
     warm_dir.mkdir(exist_ok=True)
     run_wrk(server.url, connections, settings["warmup"], warm_dir)
-    delivers = measure_delivery and label in DELIVERY_QUERIES
-    if delivers:
-        drained(label, workdir)
+    if outbox is not None:
+        drained(label, outbox)
     wait_until_idle(server)
     measured_dir = id_dir / "measured"
     measured_dir.mkdir(exist_ok=True)
-    cpu_before, started = tree_cpu_seconds(server.process.pid), time.time()
+    cpu_before, started = cpu_seconds(server, outbox), time.time()
     result = run_wrk(server.url, connections, settings["seconds"], measured_dir)
-    if delivers:
+    if outbox is not None:
         ended = time.time()
-        name, _, sent_between = DELIVERY_QUERIES[label]
-        result["sent_during_run"] = count(workdir / name, sent_between, (started, ended))
-        done = drained(label, workdir)
-        delivered = count(workdir / name, sent_between, (started, done))
-        result["cpu_ms_per_delivered"] = (tree_cpu_seconds(server.process.pid) - cpu_before) * 1000 / max(delivered, 1)
+        result["sent_during_run"] = outbox.sent_between(started, ended)
+        done = drained(label, outbox)
+        delivered = outbox.sent_between(started, done)
+        result["cpu_ms_per_delivered"] = (cpu_seconds(server, outbox) - cpu_before) * 1000 / max(delivered, 1)
         result["sent_per_acknowledged"] = result["sent_during_run"] / max(result["acknowledged"], 1)
         result["accepted_and_delivered_per_s"] = result["acknowledged"] / (done - started)
     return result, id_dir
@@ -220,15 +221,22 @@ def acknowledged_ids(id_dir):
     return ids
 
 
+STORED_IDS = "SELECT id FROM submissions"
+QUEUED_IDS = "SELECT submission_id FROM outbox WHERE kind = 'lead'"
+
+
 def check_stored(database, id_dir):
     """Count, after the server stopped, that every acknowledged submission has its row and its outbox row."""
-    acknowledged = acknowledged_ids(id_dir)
     conn = sqlite3.connect(database)
     try:
-        stored = {row[0] for row in conn.execute("SELECT id FROM submissions")}
-        queued = {row[0] for row in conn.execute("SELECT submission_id FROM outbox WHERE kind = 'lead'")}
+        stored = {row[0] for row in conn.execute(STORED_IDS)}
+        queued = {row[0] for row in conn.execute(QUEUED_IDS)}
     finally:
         conn.close()
+    return compare_stored(acknowledged_ids(id_dir), stored, queued)
+
+
+def compare_stored(acknowledged, stored, queued):
     return {"acknowledged": len(acknowledged), "submissions": len(stored), "outbox": len(queued),
             "acknowledged_missing_from_submissions": len(acknowledged - stored),
             "acknowledged_missing_from_outbox": len(acknowledged - queued),
@@ -305,8 +313,9 @@ def machine():
 
 # --- 1. Submission throughput and latency -------------------------------------------------------
 
-TARGETS = {"postbox": "app:create_app()", "bare": "bench.bare_app:create_app()", "sync": "bench.sync_app:create_app()",
-           "anchor": "bench.anchor_app:create_app()"}
+# postbox-pg: the same app, on a database of the bench's PostgreSQL (issue 14).
+TARGETS = {"postbox": "app:create_app()", "postbox-pg": "app:create_app()", "bare": "bench.bare_app:create_app()",
+           "sync": "bench.sync_app:create_app()", "anchor": "bench.anchor_app:create_app()"}
 # How to count a run's deliveries in each design's database: (the file, pending messages, sent between two times).
 DELIVERY_QUERIES = {
     "postbox": ("postbox.sqlite3", "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
@@ -316,39 +325,132 @@ DELIVERY_QUERIES = {
 }
 
 
-def server_env(kind, run_dir, smtp_port):
+class SqliteOutbox:
+    """A design's outbox in its SQLite file, read by this process: there is no database server to count."""
+
+    def __init__(self, path, pending_sql, sent_between_sql):
+        self.path, self.pending_sql, self.sent_between_sql = path, pending_sql, sent_between_sql
+
+    def pending(self):
+        return count(self.path, self.pending_sql)
+
+    def sent_between(self, start, end):
+        return count(self.path, self.sent_between_sql, (start, end))
+
+    def server_cpu_seconds(self):
+        return 0.0
+
+    def check_stored(self, id_dir):
+        return check_stored(self.path, id_dir)
+
+    def close(self):
+        pass
+
+
+class PostgresOutbox:
+    """Postbox's outbox in a fresh database of the bench's PostgreSQL, read over one connection of this process."""
+
+    PENDING = "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+    SENT_BETWEEN = "SELECT COUNT(*) FROM outbox WHERE state = 'sent' AND sent_at BETWEEN %s AND %s"
+
+    def __init__(self, postgres):
+        self.postgres = postgres
+        self.url = postgres.create_database()
+        # Opened now, not between two CPU readings: its backend is this process's, left out of the server's CPU.
+        self.connection = postgres.connect(self.url)
+
+    def pending(self):
+        return self.connection.execute(self.PENDING).fetchone()[0]
+
+    def sent_between(self, start, end):
+        return self.connection.execute(self.SENT_BETWEEN, (start, end)).fetchone()[0]
+
+    def server_cpu_seconds(self):
+        return postgres_cpu_seconds(self.postgres, excluded_pid=self.connection.info.backend_pid)
+
+    def check_stored(self, id_dir):
+        stored = {row[0] for row in self.connection.execute(STORED_IDS)}
+        queued = {row[0] for row in self.connection.execute(QUEUED_IDS)}
+        return compare_stored(acknowledged_ids(id_dir), stored, queued)
+
+    def close(self):
+        self.connection.close()
+
+
+def open_outbox(kind, run_dir, postgres):
+    """The outbox of a design that has one, to count its deliveries and check what it stored; else None."""
+    if kind == "postbox-pg":
+        return PostgresOutbox(postgres)
+    if kind in DELIVERY_QUERIES:
+        name, pending, sent_between = DELIVERY_QUERIES[kind]
+        return SqliteOutbox(run_dir / name, pending, sent_between)
+    return None
+
+
+def server_env(kind, run_dir, smtp_port, outbox):
     if kind == "postbox":
         return postbox_env(run_dir, smtp_port)
+    if kind == "postbox-pg":
+        return postbox_env(run_dir, smtp_port, DATABASE=outbox.url)
     return {"BENCH_SMTP_PORT": str(smtp_port), "BENCH_DATABASE": str(run_dir / "anchor.sqlite3")}
 
 
-def load_once(kind, smtp_port, connections, settings, run_dir, measure_delivery=False):
+def load_once(kind, smtp_port, connections, settings, run_dir, measure_delivery=False, postgres=None):
     """Start a fresh server (and a fresh database), warm it up, measure, stop, count what was stored and sent."""
     run_dir.mkdir(parents=True)
-    server = Server(TARGETS[kind], run_dir, server_env(kind, run_dir, smtp_port), kind)
-    server.start()
+    outbox = open_outbox(kind, run_dir, postgres)
     try:
-        measured, id_dir = load_server(server, connections, settings, run_dir, kind, measure_delivery)
+        server = Server(TARGETS[kind], run_dir, server_env(kind, run_dir, smtp_port, outbox), kind)
+        server.start()
+        try:
+            measured, id_dir = load_server(server, connections, settings, run_dir, kind,
+                                           outbox if measure_delivery else None)
+        finally:
+            server.stop()
+        if kind in ("postbox", "postbox-pg"):
+            measured["stored"] = outbox.check_stored(id_dir)
     finally:
-        server.stop()
-    if kind == "postbox":
-        measured["stored"] = check_stored(run_dir / "postbox.sqlite3", id_dir)
+        if outbox is not None:
+            outbox.close()
     return measured
 
 
-def tree_cpu_seconds(session_id):
-    """CPU seconds (user + system) of every process in a session: a gunicorn master, its workers, their threads."""
-    ticks = 0
+def process_stats():
+    """The /proc/PID/stat fields after the command name, by pid, of every process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
             continue
-        if int(fields[3]) == session_id:
+        yield int(entry), fields
+
+
+def tree_cpu_seconds(session_id):
+    """CPU seconds (user + system) of every process in a session: a gunicorn master, its workers, their threads."""
+    ticks = sum(int(fields[11]) + int(fields[12]) for _, fields in process_stats() if int(fields[3]) == session_id)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(postgres, excluded_pid):
+    """CPU seconds of a PostgreSQL server but one backend: the postmaster and its children alive, and those it
+    has reaped (backends of closed connections, autovacuum workers). Each child calls setsid(): no session holds
+    them all, the parent does."""
+    postmaster = postgres.postmaster_pid()
+    ticks = 0
+    for pid, fields in process_stats():
+        if pid == postmaster:
+            ticks += sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime
+        elif int(fields[1]) == postmaster and pid != excluded_pid:
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(server, outbox):
+    """CPU seconds of a server's processes, and of its database server's when it has one."""
+    return tree_cpu_seconds(server.process.pid) + (outbox.server_cpu_seconds() if outbox is not None else 0.0)
 
 
 def count(database, sql, params=()):
@@ -359,14 +461,13 @@ def count(database, sql, params=()):
         conn.close()
 
 
-def drained(kind, run_dir, timeout=300):
+def drained(kind, outbox, timeout=300):
     """Wait until the design's outbox is empty; return the time it was."""
-    name, pending, _ = DELIVERY_QUERIES[kind]
-    wait_until(lambda: count(run_dir / name, pending) == 0, timeout, f"{kind}'s outbox to drain")
+    wait_until(lambda: outbox.pending() == 0, timeout, f"{kind}'s outbox to drain")
     return time.time()
 
 
-def interleaved(runs, settings, workdir, measure_delivery=False):
+def interleaved(runs, settings, workdir, measure_delivery=False, postgres=None):
     """Run each (label, kind, smtp_port, connections) once per round, alternating, and keep the best of the rounds.
 
     The machine is shared: noise only ever slows a run down, so the best round is the closest to the truth.
@@ -376,7 +477,7 @@ def interleaved(runs, settings, workdir, measure_delivery=False):
     for number in range(settings["rounds"]):
         for label, kind, smtp_port, connections in runs:
             rounds[label].append(load_once(kind, smtp_port, connections, settings, workdir / f"{label}-{number}",
-                                           measure_delivery))
+                                           measure_delivery, postgres))
     return {label: best_of(results) for label, results in rounds.items()}
 
 
@@ -402,16 +503,59 @@ def add_stored_row(table, scenario, stored):
               note=f"{stored['stored_not_acknowledged']} stored but unacknowledged (in flight when wrk stopped)")
 
 
+def start_postgres():
+    """The bench's PostgreSQL, started once for the scenario; (None, why) when it is not installed or won't start."""
+    try:
+        postgres = PostgresServer()
+    except PostgresMissing as error:
+        return None, str(error)
+    try:
+        postgres.start()
+    except RuntimeError as error:
+        stop_postgres(postgres)
+        return None, f"PostgreSQL did not start: {error}"
+    except BaseException:
+        stop_postgres(postgres)
+        raise
+    return postgres, ""
+
+
+def stop_postgres(postgres):
+    """Stop the server, saying why if it would not: a failure here must not hide the one that ended the run."""
+    try:
+        postgres.stop()
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        print(f"   stopping PostgreSQL failed: {error}", file=sys.stderr, flush=True)
+
+
+def add_store_rows(table, name, sqlite_run, postgres_run):
+    """Postbox on PostgreSQL beside Postbox on SQLite, both measured in this run: context, no goal (issue 14)."""
+    table.add(f"{name}: acknowledged/s on PostgreSQL (ref: on SQLite)", postgres_run["acknowledged_per_s"],
+              sqlite_run["acknowledged_per_s"], "req/s")
+    # Lower is better, so as for the anchor the ratio shown is SQLite's CPU over PostgreSQL's.
+    table.add(f"{name}: CPU per delivered submission on PostgreSQL (ref: on SQLite)",
+              postgres_run["cpu_ms_per_delivered"], sqlite_run["cpu_ms_per_delivered"], "ms",
+              ratio=sqlite_run["cpu_ms_per_delivered"] / postgres_run["cpu_ms_per_delivered"],
+              note="PostgreSQL's CPU counts its server processes too (backends, WAL writer, checkpointer...)")
+    table.add(f"{name}: p99 on PostgreSQL (ref: on SQLite)", postgres_run["p99_ms"], sqlite_run["p99_ms"], "ms")
+    add_stored_row(table, f"{name}: acknowledged = stored, on PostgreSQL", postgres_run["stored"])
+
+
 def scenario_submit(table, settings, workdir):
     """Postbox's JSON submissions against the minimal anchor (the same work, done minimally), at 16 and 64
-    connections; the bare Flask app, which stores and sends nothing, is context only."""
+    connections; the bare Flask app, which stores and sends nothing, is context only. Postbox runs again on
+    PostgreSQL (issue 14), beside itself on SQLite."""
     sink, smtp_port = start_sink(workdir)
+    postgres, postgres_missing = None, ""
     try:
+        postgres, postgres_missing = start_postgres()
         for connections in (16, 64):
-            results = interleaved([("postbox", "postbox", smtp_port, connections),
-                                   ("anchor", "anchor", smtp_port, connections),
-                                   ("bare", "bare", smtp_port, connections)], settings, workdir / f"c{connections}",
-                                  measure_delivery=True)
+            runs = [("postbox", "postbox", smtp_port, connections), ("anchor", "anchor", smtp_port, connections),
+                    ("bare", "bare", smtp_port, connections)]
+            if postgres is not None:
+                runs.append(("postbox-pg", "postbox-pg", smtp_port, connections))
+            results = interleaved(runs, settings, workdir / f"c{connections}", measure_delivery=True,
+                                  postgres=postgres)
             measured, anchor, bare = results["postbox"], results["anchor"], results["bare"]
             table.details[f"submit_{connections}"] = results
             name = f"1. submit, {connections} conn"
@@ -434,8 +578,14 @@ def scenario_submit(table, settings, workdir):
             table.add(f"{name}: p50 (ref: anchor)", measured["p50_ms"], anchor["p50_ms"], "ms")
             table.add(f"{name}: p99 (ref: anchor)", measured["p99_ms"], anchor["p99_ms"], "ms")
             add_stored_row(table, f"{name}: acknowledged = stored", measured["stored"])
+            if postgres is not None:
+                add_store_rows(table, name, measured, results["postbox-pg"])
+            else:
+                table.unavailable(f"{name}: Postbox on PostgreSQL (ref: on SQLite)", postgres_missing)
     finally:
         PROCESSES.stop(sink)
+        if postgres is not None:
+            stop_postgres(postgres)
 
 
 # --- 2. Slow and absent SMTP --------------------------------------------------------------------
