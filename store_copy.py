@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
+import database
 import schema
 
 
@@ -25,6 +26,7 @@ def copy_to(source_path, target_url, replace_newer=False):
     """
     if not sa.engine.make_url(target_url).drivername.startswith("postgresql"):
         raise CopyRefused("the target must be a postgresql:// URL")
+    _migrate(target_url)
     source_engine = sa.create_engine(f"sqlite:///file:{source_path}?mode=ro&uri=true",
                                      connect_args={"isolation_level": None})
     target_engine = sa.create_engine(_with_driver(target_url))
@@ -32,7 +34,6 @@ def copy_to(source_path, target_url, replace_newer=False):
         with source_engine.connect() as source, target_engine.connect() as target:
             source.exec_driver_sql("BEGIN")  # one snapshot of every table
             with target.begin():
-                _prepare(target)
                 _refuse_newer(source, target, replace_newer)
                 names = ", ".join(table.name for table in schema.metadata.sorted_tables)
                 target.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY")
@@ -60,10 +61,14 @@ def _with_driver(url):
     return url.set(drivername="postgresql+psycopg") if url.drivername == "postgresql" else url
 
 
-def _prepare(target):
-    """Create the schema in an empty database; a database with Postbox's tables keeps them."""
-    if not sa.inspect(target).has_table("submissions"):
-        schema.create_postgresql(target)
+def _migrate(target_url):
+    """Bring the target's schema to Alembic's head first, as a node starting on it would: an empty database gets
+    every table, and the nodes later find it current."""
+    db = database.open_db(target_url)
+    try:
+        database.migrate(db)
+    finally:
+        db.close()
 
 
 def _refuse_newer(source, target, replace_newer):
