@@ -46,15 +46,17 @@ class PostgresServer:
         if result.returncode != 0:
             raise RuntimeError(f"{tool} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
 
-    def start(self):
+    def start(self, durable=True):
+        """Start the server. durable=False (the tests: they kill servers, never the machine) turns off fsync."""
         log = self.directory / "postgres.log"
         # --no-sync only skips flushing the freshly made cluster: every commit measured afterwards is flushed.
         self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8",
                  "--no-sync")
-        # fsync, full_page_writes and synchronous_commit stay on (the tests turn them off): the benchmark
-        # measures a submission acknowledged only once it is on disk, as SQLite's synchronous=FULL does.
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=on"
-                   " -c full_page_writes=on -c synchronous_commit=on")
+        # Durable, fsync, full_page_writes and synchronous_commit stay on: the benchmark measures a submission
+        # acknowledged only once it is on disk, as SQLite's synchronous=FULL does.
+        durability = "on" if durable else "off"
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync={durability}"
+                   f" -c full_page_writes={durability} -c synchronous_commit={durability}")
         self.run("pg_ctl", "start", "-D", str(self.data), "-l", str(log), "-o", options, "-w", "-t", "60")
         return self
 
