@@ -139,6 +139,7 @@ def test_the_banner_speaks_the_owners_language(app, db, owner, smtp_server):
     assert "Письма владельцу перестали доходить" in page
 
 
+@pytest.mark.sqlite_only
 def test_a_database_that_takes_no_writes_makes_healthz_fail(app):
     """SQLite's own read-only mode stands in for a read-only file system (root ignores file modes)."""
     import health
@@ -149,3 +150,17 @@ def test_a_database_that_takes_no_writes_makes_healthz_fail(app):
         read_only.close()
     assert report["ok"] is False
     assert report["problems"] == ["the database does not take writes: attempt to write a readonly database"]
+
+
+@pytest.mark.postgresql_only
+def test_a_postgresql_that_takes_no_writes_makes_healthz_fail(app):
+    """A read-only session stands in for a server in recovery or a replica (SQLSTATE 25006 either way)."""
+    import health
+    read_only = database.open_db(app.config["DATABASE"])
+    read_only.execute("SET default_transaction_read_only = on")
+    try:
+        report = health.health_report(read_only, time.time(), max_delay=900)
+    finally:
+        read_only.close()
+    assert report["ok"] is False
+    assert report["problems"] == ["the database does not take writes: cannot execute INSERT in a read-only transaction"]

@@ -11,10 +11,17 @@ import inbox_queries
 INBOX_TEXTS = ("Log out", "Export CSV", "With the selected:", "Email to owner")
 
 
+# SQLite's migration m011 and its column as PRAGMA table_info reports it; PostgreSQL's table is schema.py's.
+@pytest.mark.sqlite_only
 def test_the_users_table_has_a_language_column(db):
     columns = {row["name"]: row for row in db.execute("PRAGMA table_info(users)").mappings()}
     assert columns["language"]["dflt_value"] == "''"
     assert "m011_user_language" in {row["name"] for row in db.execute("SELECT name FROM _sqlite_migrations").mappings()}
+
+
+def test_a_new_user_has_no_language_of_their_own(db):
+    inbox_queries.create_user(db, "new@florist.example", "hash")
+    assert inbox_queries.get_user(db, "new@florist.example")["language"] == ""
 
 
 @pytest.mark.parametrize("lang", ["ru", "it", "hy", "hi"])

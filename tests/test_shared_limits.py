@@ -109,9 +109,19 @@ def test_several_processes_counting_in_memory_warn_once_at_start_up(live_server_
     assert "POSTBOX_RATELIMIT_STORAGE_URI" in warning and "2 web processes" in warning
 
 
-def test_a_shared_redis_or_a_single_process_starts_without_the_warning(live_server_factory, redis_url):
+def test_a_shared_redis_starts_without_the_warning(live_server_factory, redis_url):
     assert log_lines(live_server_factory(workers=2, RATELIMIT_STORAGE_URI=redis_url), UNSHARED) == []
+
+
+@pytest.mark.sqlite_only  # one SQLite file is one machine: a single process counts every request
+def test_a_single_process_on_sqlite_starts_without_the_warning(live_server_factory):
     assert log_lines(live_server_factory(workers=1), UNSHARED) == []
+
+
+@pytest.mark.postgresql_only
+def test_a_single_process_on_postgresql_warns_as_other_nodes_may_serve_too(live_server_factory):
+    [warning] = log_lines(live_server_factory(workers=1), UNSHARED)
+    assert "PostgreSQL" in warning and "POSTBOX_RATELIMIT_STORAGE_URI" in warning
 
 
 def test_postgresql_means_other_nodes_so_memory_limits_warn_even_with_one_process():
