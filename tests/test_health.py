@@ -139,15 +139,19 @@ def test_the_banner_speaks_the_owners_language(app, db, owner, smtp_server):
     assert "Письма владельцу перестали доходить" in page
 
 
+def health_without_writes(read_only):
+    """The health report read through a connection that cannot write, closed after."""
+    import health
+    try:
+        return health.health_report(read_only, time.time(), max_delay=900)
+    finally:
+        read_only.close()
+
+
 @pytest.mark.sqlite_only
 def test_a_database_that_takes_no_writes_makes_healthz_fail(app):
     """SQLite's own read-only mode stands in for a read-only file system (root ignores file modes)."""
-    import health
-    read_only = database.open_db(f"file:{app.config['DATABASE']}?mode=ro", uri=True)
-    try:
-        report = health.health_report(read_only, time.time(), max_delay=900)
-    finally:
-        read_only.close()
+    report = health_without_writes(database.open_db(f"file:{app.config['DATABASE']}?mode=ro", uri=True))
     assert report["ok"] is False
     assert report["problems"] == ["the database does not take writes: attempt to write a readonly database"]
 
@@ -155,12 +159,8 @@ def test_a_database_that_takes_no_writes_makes_healthz_fail(app):
 @pytest.mark.postgresql_only
 def test_a_postgresql_that_takes_no_writes_makes_healthz_fail(app):
     """A read-only session stands in for a server in recovery or a replica (SQLSTATE 25006 either way)."""
-    import health
     read_only = database.open_db(app.config["DATABASE"])
     read_only.execute("SET default_transaction_read_only = on")
-    try:
-        report = health.health_report(read_only, time.time(), max_delay=900)
-    finally:
-        read_only.close()
+    report = health_without_writes(read_only)
     assert report["ok"] is False
     assert report["problems"] == ["the database does not take writes: cannot execute INSERT in a read-only transaction"]
