@@ -4,20 +4,16 @@ import asyncio
 import base64
 import email
 import http.server
-import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from email.policy import default as default_policy
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from aiosmtpd.controller import Controller
@@ -26,14 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+from bench.postgres import PostgresMissing, PostgresServer, free_port  # noqa: E402
 import database  # noqa: E402
 import outbox  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RecordingHandler:
@@ -361,7 +352,6 @@ def browser():
 # --- Real Redis and PostgreSQL (Debian's), each on a free loopback port in a temporary folder ---------------
 
 REDIS_SERVER = "/usr/bin/redis-server"
-POSTGRESQL = Path("/usr/lib/postgresql")
 
 
 def wait_until(ready, what, log_path, timeout=30):
@@ -424,60 +414,14 @@ def redis_url(redis_server):
     return redis_server.url
 
 
-class PostgresServer:
-    """Debian's PostgreSQL, its cluster in a temporary folder, on 127.0.0.1 and a free port (and a socket there)."""
-
-    def __init__(self):
-        installed = sorted(POSTGRESQL.glob("*/bin/initdb"), key=lambda path: int(path.parent.parent.name))
-        assert installed, "install Debian's postgresql (make postgresql)"
-        self.bin = installed[-1].parent
-        # initdb refuses to run as root: the cluster belongs to Debian's postgres user when the tests run as root.
-        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.directory = Path(tempfile.mkdtemp(prefix="postbox-postgres-"))
-        if os.geteuid() == 0:
-            shutil.chown(self.directory, "postgres", "postgres")
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-        self.databases = itertools.count(1)
-
-    def run(self, tool, *arguments):
-        command = [*self.as_owner, str(self.bin / tool), *arguments]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"{tool} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-
-    def start(self):
-        data, log = self.directory / "data", self.directory / "postgres.log"
-        self.run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8",
-                 "--no-sync")
-        # No fsync: the tests kill servers, never the machine, and a process's crash loses nothing written.
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
-                   " -c full_page_writes=off -c synchronous_commit=off")
-        self.run("pg_ctl", "start", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60")
-        return self
-
-    def create_database(self):
-        """A new empty database; its SQLAlchemy URL."""
-        name = f"test_{next(self.databases)}"
-        self.execute(f"CREATE DATABASE {name}")
-        return self.url.rpartition("/")[0] + f"/{name}"
-
-    def drop_database(self, url):
-        self.execute(f"DROP DATABASE {url.rpartition('/')[2]} WITH (FORCE)")
-
-    def execute(self, statement):
-        """Run one statement outside a transaction (CREATE DATABASE cannot run inside one)."""
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                             autocommit=True) as connection:
-            connection.execute(statement)
-
-    def stop(self):
-        self.run("pg_ctl", "stop", "-D", str(self.directory / "data"), "-m", "fast", "-w")
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
-    server = PostgresServer().start()
+    """Debian's PostgreSQL for the session (bench/postgres.py starts it), without fsync: the tests kill servers,
+    never the machine."""
+    try:
+        server = PostgresServer().start(durable=False)
+    except PostgresMissing as error:
+        raise AssertionError(str(error)) from None  # never a skip: `make test` installs it
     yield server
     server.stop()
 
