@@ -93,39 +93,35 @@ def file_identity(path):
 
 
 def check_writable(path):
-    """Raise StorageUnavailable, in one line, when the database file or its directory cannot be written."""
+    """Raise StorageUnavailable, in one line, when the database (a SQLite file and its directory, or a
+    PostgreSQL database) cannot be written: a table is created and dropped, which needs every right a write does."""
     if is_postgresql(path):
-        return _check_postgresql(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StorageUnavailable(f"{directory} does not exist")
-    # SQLite writes the -wal and -shm files beside the database: the directory must be writable too.
-    for target in (directory, path):
-        if os.path.exists(target) and not os.access(target, os.W_OK):
-            raise StorageUnavailable(f"{target} is not writable by this process")
-    db = open_db(path)
+        name = _without_password(path)
+    else:
+        name = path
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise StorageUnavailable(f"{directory} does not exist")
+        # SQLite writes the -wal and -shm files beside the database: the directory must be writable too.
+        for target in (directory, path):
+            if os.path.exists(target) and not os.access(target, os.W_OK):
+                raise StorageUnavailable(f"{target} is not writable by this process")
+    try:
+        db = open_db(path)
+    except sqlalchemy.exc.DBAPIError as error:
+        raise StorageUnavailable(f"{name} cannot be opened ({_one_line(error)})") from None
     try:
         with write_transaction(db):
             db.execute("CREATE TABLE IF NOT EXISTS postbox_write_check (x INTEGER)")
             db.execute("DROP TABLE postbox_write_check")
     except sqlalchemy.exc.DBAPIError as error:
-        raise StorageUnavailable(f"{path} cannot be written ({driver_error(error)})") from None
+        raise StorageUnavailable(f"{name} cannot be written ({_one_line(error)})") from None
     finally:
         db.close()
 
 
-def _check_postgresql(url):
-    try:
-        db = open_db(url)
-    except sqlalchemy.exc.DBAPIError as error:
-        raise StorageUnavailable(f"cannot connect to {_without_password(url)} ({driver_error(error)})") from None
-    try:
-        with write_transaction(db):
-            db.execute("SELECT 1")
-    except sqlalchemy.exc.DBAPIError as error:
-        raise StorageUnavailable(f"{_without_password(url)} cannot be written ({driver_error(error)})") from None
-    finally:
-        db.close()
+def _one_line(error):
+    return " ".join(str(driver_error(error)).split())
 
 
 def _without_password(url):
