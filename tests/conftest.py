@@ -4,6 +4,7 @@ import asyncio
 import base64
 import email
 import http.server
+import json
 import os
 import signal
 import socket
@@ -11,12 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
 import redis
 from aiosmtpd.controller import Controller
+from standardwebhooks import Webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -268,6 +271,36 @@ def http_receiver():
 
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"postbox-test-secret-32-bytes-ok!").decode()
+
+
+def wait_for_every_channel(expected, smtp_server, http_receiver, id_of_text, timeout=120):
+    """Wait until every submission id in `expected` has reached the email, webhook and messenger channels;
+    then, after a moment for anything sent twice to arrive, return each channel's deliveries per id.
+
+    A messenger text names no id: it is known by the message it quotes (id_of_text); one of a submission stored
+    but never acknowledged (its process was killed) counts under its own text."""
+    def delivered():
+        email = Counter(int(m["message"]["X-Postbox-Submission"]) for m in smtp_server.messages)
+        webhook, notify = Counter(), Counter()
+        for request in list(http_receiver.requests):
+            if request["path"] == "/hook":
+                webhook[Webhook(WEBHOOK_SECRET).verify(request["body"], request["headers"])["data"]["id"]] += 1
+            else:
+                text = json.loads(request["body"])["message"]
+                notify[next((i for line, i in id_of_text.items() if f"\n{line}\n" in f"\n{text}\n"), text)] += 1
+        return {"email": email, "webhook": webhook, "notify": notify}
+
+    deadline = time.monotonic() + timeout
+    while not all(expected <= set(counts) for counts in delivered().values()):
+        assert time.monotonic() < deadline, {name: len(expected - set(counts)) for name, counts in delivered().items()}
+        time.sleep(0.5)
+    time.sleep(2)  # anything sent twice would arrive now
+    return delivered()
+
+
+def duplicates(deliveries):
+    """How many deliveries beyond the first, per channel."""
+    return {name: sum(n - 1 for n in by_id.values() if n > 1) for name, by_id in deliveries.items()}
 
 
 # --- A real gunicorn ------------------------------------------------------------------------------

@@ -6,12 +6,10 @@ import signal
 import threading
 import time
 import urllib.request
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import VALID, WEBHOOK_SECRET
-from standardwebhooks import Webhook
+from conftest import VALID, WEBHOOK_SECRET, duplicates, wait_for_every_channel
 
 SUBMISSIONS = 520
 KILL_AT = (100, 200, 300, 400)
@@ -88,23 +86,5 @@ def test_sigkill_under_load_loses_nothing_and_repeats_at_most_one_per_kill(
     expected = set(acknowledged.values())
     index_of = {f"load {index}": submission_id for index, submission_id in acknowledged.items()}
 
-    def delivered():
-        email = Counter(int(m["message"]["X-Postbox-Submission"]) for m in smtp_server.messages)
-        webhook, notify = Counter(), Counter()
-        for request in list(http_receiver.requests):
-            if request["path"] == "/hook":
-                webhook[Webhook(WEBHOOK_SECRET).verify(request["body"], request["headers"])["data"]["id"]] += 1
-            else:
-                text = json.loads(request["body"])["message"]
-                # A submission stored but not acknowledged (its worker was killed) is known by its text alone.
-                notify[next((i for line, i in index_of.items() if f"\n{line}\n" in f"\n{text}\n"), text)] += 1
-        return {"email": email, "webhook": webhook, "notify": notify}
-
-    deadline = time.monotonic() + 120
-    while not all(expected <= set(counts) for counts in delivered().values()):
-        assert time.monotonic() < deadline, {name: len(expected - set(counts)) for name, counts in delivered().items()}
-        time.sleep(0.5)
-    time.sleep(2)  # anything sent twice would arrive now
-    counts = delivered()
-    duplicates = {name: sum(n - 1 for n in by_id.values() if n > 1) for name, by_id in counts.items()}
-    assert sum(duplicates.values()) <= len(kills), duplicates
+    deliveries = wait_for_every_channel(expected, smtp_server, http_receiver, index_of)
+    assert sum(duplicates(deliveries).values()) <= len(kills), duplicates(deliveries)

@@ -1,14 +1,11 @@
 """Two app nodes on one PostgreSQL and one Redis: one is killed mid-load, and nothing acknowledged is lost."""
 import json
 import threading
-import time
 import urllib.request
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import VALID, WEBHOOK_SECRET, rows
-from standardwebhooks import Webhook
+from conftest import VALID, WEBHOOK_SECRET, duplicates, rows, wait_for_every_channel
 
 SUBMISSIONS = 300
 KILL_AT = 120
@@ -61,22 +58,6 @@ def test_a_node_killed_mid_load_loses_nothing_and_the_other_delivers_everything(
     expected = set(acknowledged.values())
     id_of_text = {text: submission_id for submission_id, text in stored.items()}
 
-    def delivered():
-        email = Counter(int(m["message"]["X-Postbox-Submission"]) for m in smtp_server.messages)
-        webhook, notify = Counter(), Counter()
-        for request in list(http_receiver.requests):
-            if request["path"] == "/hook":
-                webhook[Webhook(WEBHOOK_SECRET).verify(request["body"], request["headers"])["data"]["id"]] += 1
-            else:
-                text = json.loads(request["body"])["message"]
-                notify[next((i for line, i in id_of_text.items() if f"\n{line}\n" in f"\n{text}\n"), text)] += 1
-        return {"email": email, "webhook": webhook, "notify": notify}
-
-    deadline = time.monotonic() + 120
-    while not all(expected <= set(counts) for counts in delivered().values()):
-        assert time.monotonic() < deadline, {name: len(expected - set(counts)) for name, counts in delivered().items()}
-        time.sleep(0.5)
-    time.sleep(2)  # anything sent twice would arrive now
-    duplicates = {name: sum(n - 1 for n in by_id.values() if n > 1) for name, by_id in delivered().items()}
-    assert sum(duplicates.values()) <= 1, duplicates  # the one kill repeats at most its messages in flight
+    deliveries = wait_for_every_channel(expected, smtp_server, http_receiver, id_of_text)
+    assert sum(duplicates(deliveries).values()) <= 1, duplicates(deliveries)  # the one kill's message in flight
     assert rows(database_url, "SELECT count(*) FROM outbox WHERE state != 'sent'") == [(0,)]
