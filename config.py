@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from standardwebhooks import Webhook
 
 import business_hours
+import database
 import redaction
 
 LANGUAGES = ("en", "ru", "it", "hy", "hi")
@@ -301,7 +302,7 @@ def unshared_limits_warning(config, web_processes):
         return ""
     if web_processes > 1:
         reason = f"{web_processes} web processes serve Postbox (WEB_CONCURRENCY)"
-    elif urlsplit(str(config["DATABASE"])).scheme.startswith("postgresql"):
+    elif database.is_postgresql(config["DATABASE"]):
         reason = "the database is PostgreSQL, so other nodes may serve Postbox too"
     else:
         return ""

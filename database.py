@@ -200,6 +200,13 @@ def _engine(url, synchronous):
     return engine
 
 
+def postgresql_url(url):
+    """A PostgreSQL URL for SQLAlchemy: postgresql:// (or postgres://) means psycopg 3, the driver Postbox installs,
+    where SQLAlchemy alone would pick psycopg2."""
+    url = sqlalchemy.engine.make_url(url)
+    return url.set(drivername="postgresql+psycopg") if url.drivername in ("postgresql", "postgres") else url
+
+
 @functools.lru_cache(maxsize=16)
 def _postgresql_engine(url, synchronous):
     """One engine per database and durability; psycopg 3 (gevent-aware by itself) whatever the URL names.
@@ -209,10 +216,7 @@ def _postgresql_engine(url, synchronous):
     synchronous_commit=off: a crash of the server may undo its last outcomes (a message sent twice), and a
     visitor's submission is always committed with the default, on.
     """
-    url = sqlalchemy.engine.make_url(url)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    engine = sqlalchemy.create_engine(postgresql_url(url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
     if synchronous == "NORMAL":
         event.listen(engine, "connect", lambda dbapi_connection, record: dbapi_connection.execute(
             "SET synchronous_commit = off"))

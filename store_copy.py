@@ -24,12 +24,12 @@ def copy_to(source_path, target_url, replace_newer=False):
     Return {table: (rows in the source, rows in the target)} and the submissions' counts per (form, status)
     on each side, as read back from the target after the commit.
     """
-    if not sa.engine.make_url(target_url).drivername.startswith("postgresql"):
+    if not database.is_postgresql(target_url):
         raise CopyRefused("the target must be a postgresql:// URL")
     _migrate(target_url)
     source_engine = sa.create_engine(f"sqlite:///file:{source_path}?mode=ro&uri=true",
                                      connect_args={"isolation_level": None})
-    target_engine = sa.create_engine(_with_driver(target_url))
+    target_engine = sa.create_engine(database.postgresql_url(target_url))
     try:
         with source_engine.connect() as source, target_engine.connect() as target:
             source.exec_driver_sql("BEGIN")  # one snapshot of every table
@@ -53,12 +53,6 @@ def copy_to(source_path, target_url, replace_newer=False):
         source_engine.dispose()
         target_engine.dispose()
     return counts, by_status
-
-
-def _with_driver(url):
-    """postgresql://… means psycopg 3, the driver Postbox installs (SQLAlchemy alone would pick psycopg2)."""
-    url = sa.engine.make_url(url)
-    return url.set(drivername="postgresql+psycopg") if url.drivername == "postgresql" else url
 
 
 def _migrate(target_url):

@@ -2,19 +2,12 @@
 import pytest
 from conftest import AXE
 from inbox_fixtures import log_in_browser, seed_inbox
-from test_browser_theme_forms import ThemeSite
+from test_browser_theme_forms import site  # noqa: F401 (the fixture: a theme's site on its own origin)
 
 from config import LANGUAGES
 
 LOCALES = {"en": "en-US", "ru": "ru-RU", "it": "it-IT", "hy": "hy-AM", "hi": "hi-IN"}
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-@pytest.fixture
-def site():
-    site = ThemeSite()
-    yield site
-    site.stop()
 
 
 @pytest.fixture
