@@ -66,9 +66,10 @@ def _is_psycopg_error(error):
 
 
 def is_busy(error):
-    """Tell whether an SQLite error says another connection holds a lock: worth waiting for, not a failure.
+    """Tell whether a database error says another connection holds the lock: worth waiting for, not a failure
+    (on PostgreSQL, the write lock not had within lock_timeout).
 
-    Its extended codes count too: SQLITE_BUSY_RECOVERY comes while another process rebuilds the WAL index
+    SQLite's extended codes count too: SQLITE_BUSY_RECOVERY comes while another process rebuilds the WAL index
     after the last connection closed, as a process that just took the lock and exited leaves it.
     """
     error = driver_error(error)
