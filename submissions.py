@@ -1,5 +1,6 @@
 """The durable write path of a submission: one transaction with its outbox rows, shared by group commit."""
 import json
+import os
 import queue
 import threading
 import time
@@ -155,6 +156,7 @@ class SubmissionWriter:
         self.queue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.thread = None
+        self.running_in = None  # the process id the writer thread runs in; None once it has ended
 
     def save(self, record, notifications=(), key=None, duplicate_since=None):
         """Store the submission (and its outbox rows) durably; return its Saved outcome once committed.
@@ -172,28 +174,36 @@ class SubmissionWriter:
         return pending.saved
 
     def _ensure_running(self):
+        # A forked process (a gunicorn worker) inherits the object but not the thread. Never Thread.is_alive()
+        # here: under gevent it yields to the event loop, and with this lock held across that yield, requests
+        # queued on the lock were overtaken by newer ones again and again (p99 of seconds under load).
+        if self.running_in == os.getpid():
+            return
         with self.lock:
-            # A forked process (a gunicorn worker) inherits the object but not the thread.
-            if self.thread is None or not self.thread.is_alive():
+            if self.running_in != os.getpid():
+                self.running_in = os.getpid()
                 self.thread = threading.Thread(target=self._run, name="postbox-writer", daemon=True)
                 self.thread.start()
 
     def _run(self):
         db = None
-        while True:
-            batch = self._next_batch()
-            try:
-                db = db or self._open()
-                self._commit(db, batch)
-            except Exception as error:  # e.g. locked, full, read-only, removed: every waiter gets the error
-                if isinstance(error, sqlalchemy.exc.DBAPIError) and is_storage_down(error):
-                    error = StorageUnavailable(str(driver_error(error)))
-                for item in batch:
-                    if not item.done.is_set():
-                        item.finish(error=error)
-                if db is not None:
-                    db.close()
-                db = None  # reopened for the next batch: the lock, the disk or the permissions may be back
+        try:
+            while True:
+                batch = self._next_batch()
+                try:
+                    db = db or self._open()
+                    self._commit(db, batch)
+                except Exception as error:  # e.g. locked, full, read-only, removed: every waiter gets the error
+                    if isinstance(error, sqlalchemy.exc.DBAPIError) and is_storage_down(error):
+                        error = StorageUnavailable(str(driver_error(error)))
+                    for item in batch:
+                        if not item.done.is_set():
+                            item.finish(error=error)
+                    if db is not None:
+                        db.close()
+                    db = None  # reopened for the next batch: the lock, the disk or the permissions may be back
+        finally:
+            self.running_in = None  # ended (it should not): the next save starts another
 
     def _next_batch(self):
         batch = [self.queue.get()]

@@ -43,14 +43,11 @@ class GroupCommit:
     def __init__(self, path):
         self.path = path
         self.waiting = queue.SimpleQueue()
-        self.thread = None
-        self.lock = threading.Lock()
+        # Started once, here, in the worker that serves (the app is made after gunicorn forks): a check per
+        # request with Thread.is_alive() under a lock yields under gevent and made queued requests wait seconds.
+        threading.Thread(target=self.run, daemon=True).start()
 
     def save(self, row):
-        with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self.run, daemon=True)
-                self.thread.start()
         item = {"row": row, "done": threading.Event()}
         self.waiting.put(item)
         item["done"].wait()
