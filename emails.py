@@ -2,6 +2,7 @@
 import hashlib
 import re
 from datetime import date, datetime
+from email import contentmanager
 from email.charset import BASE64, Charset
 from email.header import Header
 from email.message import EmailMessage
@@ -66,6 +67,33 @@ def address_list(header_name, addresses):
     return joined if len(header_name) + 2 + len(joined) <= MAX_LINE else ",\n ".join(addresses)
 
 
+# The headers of a plain UTF-8 text body, parsed once: given as header objects, the email package stores them
+# as they are, where a string is parsed again for every message and again whenever the message is written.
+_TEXT_BODY = MESSAGE_POLICY.header_factory("Content-Type", 'text/plain; charset="utf-8"')
+_MIME_VERSION = MESSAGE_POLICY.header_factory("MIME-Version", "1.0")
+_TRANSFER_ENCODINGS = {name: MESSAGE_POLICY.header_factory("Content-Transfer-Encoding", name)
+                       for name in ("7bit", "8bit", "quoted-printable", "base64")}
+# How set_content encodes text; private to the email package, so its absence is allowed for.
+_ENCODE_TEXT = getattr(contentmanager, "_encode_text", None)
+
+
+def set_text_body(message, body):
+    """Do what message.set_content(body) does for plain UTF-8 text, with its three headers parsed once.
+
+    set_content parses every header it writes, Content-Type twice: a third of the CPU of building an owner's
+    email. The body is encoded by the email package's own choice of 7bit, 8bit, quoted-printable or base64,
+    and a test checks that the bytes equal set_content's.
+    """
+    if _ENCODE_TEXT is None:
+        message.set_content(body)
+        return
+    transfer_encoding, payload = _ENCODE_TEXT(body, "utf-8", None, message.policy)
+    message["Content-Type"] = _TEXT_BODY
+    message["Content-Transfer-Encoding"] = _TRANSFER_ENCODINGS[transfer_encoding]
+    message["MIME-Version"] = _MIME_VERSION
+    message.set_payload(payload)
+
+
 def new_message_id(mail_from):
     """Make the Message-ID a message keeps across every retry."""
     return make_msgid(idstring="postbox", domain=mail_from.rpartition("@")[2] or "localhost")
@@ -107,7 +135,7 @@ def build_owner_message(submission, form, message_id, row=None):
     message.set_raw("Message-ID", message_id)
     message.set_raw("Auto-Submitted", "auto-generated")
     message.set_raw("X-Postbox-Submission", str(submission["id"]))
-    message.set_content(body)
+    set_text_body(message, body)
     return message
 
 
@@ -140,7 +168,7 @@ def _to_visitor(subject, body, form, row, submission):
     message.set_raw("In-Reply-To", thread)
     message.set_raw("References", thread)
     message.set_raw("X-Postbox-Submission", str(submission["id"]))
-    message.set_content(body)
+    set_text_body(message, body)
     return message
 
 
@@ -201,7 +229,7 @@ def _to_owners(subject, body, form, message_id):
     message.set_raw("Date", format_datetime(datetime.now().astimezone()))
     message.set_raw("Message-ID", message_id)
     message.set_raw("Auto-Submitted", "auto-generated")
-    message.set_content(body)
+    set_text_body(message, body)
     return message
 
 
