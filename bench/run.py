@@ -644,8 +644,9 @@ def scenario_delivery(table, settings, workdir):
     reference_rate = reference["sent"] / reference["seconds"]
     table.details["delivery"] = {"queued": queued, "postbox": postbox, "smtplib": reference,
                                  "sink_accepted": int(accepted.group(1)) if accepted else None}
-    table.add(f"3. delivery, backlog of {count:,}", postbox_rate, reference_rate, "msg/s", "≥ 0.8×",
-              postbox_rate >= 0.8 * reference_rate and postbox["sent"] == count)
+    # Issue 15 raised the goal from 0.8× (issue 5) to 1.0×, with every outcome committed on its own.
+    table.add(f"3. delivery, backlog of {count:,}", postbox_rate, reference_rate, "msg/s", "≥ 1.0×",
+              postbox_rate >= reference_rate and postbox["sent"] == count)
 
 
 # --- Big databases for 4 and 5 ------------------------------------------------------------------
