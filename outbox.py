@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from channels import CHANNELS
 from channels.base import ChannelDown, Permanent, Retry, TargetOff
 from config import ConfigError, form_for_key
-from database import file_identity, open_db, open_existing, write_transaction
+from database import file_identity, open_existing, write_transaction
 import delivery_process
 import followup
 import replies
@@ -147,7 +147,7 @@ def record(db, row, token, outcome, now, detail, next_attempt_at=None):
         if updated == 0:
             return False
         db.execute("INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (:id, :now, :outcome,"
-                        " :detail)", params)
+                   " :detail)", params)
         _note_target(db, row, outcome, now, params["detail"])
     return True
 

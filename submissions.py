@@ -10,7 +10,7 @@ import sqlalchemy
 
 import outbox
 from database import (CALLBACK_COLUMNS, CORE_FIELDS, StorageUnavailable, driver_error, file_identity, is_storage_down,
-                      open_db, open_existing, utc_now_iso, write_transaction)
+                      open_existing, utc_now_iso, write_transaction)
 
 
 def init_app(app):
