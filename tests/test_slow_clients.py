@@ -76,9 +76,9 @@ def test_200_slow_connections_do_not_stop_a_visitor(live_server_factory):
     assert max(durations) < 1.0
 
 
-# Run under gevent as gunicorn.conf.py runs the app: 16 visitors (greenlets) post 40 submissions each, through
-# the app, and the order in which they reached the app is compared with the order their rows were stored in.
-IN_ORDER_SCRIPT = """
+# Run under gevent as gunicorn.conf.py runs the app, in a process of its own: the app is made, its writer started
+# by a first submission, and the script's visitors (greenlets) post through the app. The script prints one JSON line.
+UNDER_GEVENT = """
 from gevent import monkey
 monkey.patch_all()
 import itertools, json, sys
@@ -87,6 +87,20 @@ from app import create_app
 
 app = create_app(json.loads(sys.argv[1]))
 app.test_client().post("/contactus", json={"name": "Anna", "email": "anna@example.com", "message": "first"})
+"""
+
+
+def run_under_gevent(script, tmp_path, database_url):
+    config = {**base_config(tmp_path, 25, database_url), "DELIVERY": "external"}
+    result = subprocess.run([sys.executable, "-c", UNDER_GEVENT + script, json.dumps(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# 16 visitors post 40 submissions each; the order in which they reached the app is compared with the order their
+# rows were stored in.
+IN_ORDER_SCRIPT = """
 arrived, stored = itertools.count(), {}
 
 def visitor(number):
@@ -106,11 +120,7 @@ def test_under_gevent_no_submission_waits_behind_later_ones(tmp_path, database_u
     """The group commit serves visitors first come, first stored. It once checked its thread with
     Thread.is_alive() under a lock; under gevent that call yields, and requests queued on the lock were
     overtaken by newer ones again and again: a few visitors waited seconds while the rest took milliseconds."""
-    config = {**base_config(tmp_path, 25, database_url), "DELIVERY": "external"}
-    result = subprocess.run([sys.executable, "-c", IN_ORDER_SCRIPT, json.dumps(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ids = json.loads(result.stdout.strip().splitlines()[-1])
+    ids = run_under_gevent(IN_ORDER_SCRIPT, tmp_path, database_url)
     assert len(set(ids)) == 640
     overtaken = [index for index, stored in enumerate(ids) if stored > min(ids[index:])]
     assert not overtaken, f"{len(overtaken)} submissions were stored after later ones"
@@ -119,14 +129,6 @@ def test_under_gevent_no_submission_waits_behind_later_ones(tmp_path, database_u
 # More visitors than one batch holds, so a batch is always waiting, and a health check asked for while they post:
 # /healthz writes a row, so it needs the write lock that the group commit takes for each batch.
 HEALTH_SCRIPT = """
-from gevent import monkey
-monkey.patch_all()
-import json, sys
-import gevent
-from app import create_app
-
-app = create_app(json.loads(sys.argv[1]))
-app.test_client().post("/contactus", json={"name": "Anna", "email": "anna@example.com", "message": "first"})
 acknowledged, health = [0], {}
 
 def visitor(number):
@@ -152,11 +154,7 @@ def test_under_gevent_a_health_check_is_not_held_up_by_a_stream_of_submissions(t
     """A write of the inbox or of /healthz waits for the batch being committed, not for the visitors to stop.
     A released gevent lock went back to the writer, whose next batch was already waiting: under a steady stream
     of submissions (on PostgreSQL every statement yields), /healthz waited until the stream ended."""
-    config = {**base_config(tmp_path, 25, database_url), "DELIVERY": "external"}
-    result = subprocess.run([sys.executable, "-c", HEALTH_SCRIPT, json.dumps(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    health = json.loads(result.stdout.strip().splitlines()[-1])
+    health = run_under_gevent(HEALTH_SCRIPT, tmp_path, database_url)
     assert health["status"] == 200
     # Submissions acknowledged while the health check waited: the batch being committed and perhaps the next,
     # not the rest of the 1,280 (all of them, on PostgreSQL, before the fix).
