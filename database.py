@@ -139,11 +139,11 @@ class Database:
         self.sql = DIALECTS[engine.dialect.name]
 
     def execute(self, sql, params=None, lists=()):
-        """Run one statement (:name parameters), or one per dict when params is a list of them.
+        """Run one statement (:name parameters, or a Core construct), or one per dict when params is a list of them.
 
         lists: the parameters whose value is a list, as in `id IN :ids`; each value becomes a parameter.
         """
-        return self.connection.execute(_statement(sql, lists), params)
+        return self.connection.execute(_statement(sql, lists) if isinstance(sql, str) else sql, params)
 
     def close(self):
         self.connection.close()
@@ -257,6 +257,9 @@ _thread_connections = threading.local()
 # One writer at a time inside a process: waiting here is woken at once, where polling SQLite's lock would
 # sleep in growing steps. Between processes, SQLite's lock and _begin_immediate's polling arbitrate.
 _write_lock = threading.RLock()
+# How many threads wait for _write_lock now: the one letting go of it yields only when someone does.
+_writers_waiting = 0
+_writers_waiting_lock = threading.Lock()
 
 
 def get_db():
@@ -298,7 +301,7 @@ def write_transaction(db, deadline=None, clock=time.monotonic):
     with StorageUnavailable (another thread of this process) or SQLite's "database is locked" (another process).
     """
     deadline = clock() + BUSY_TIMEOUT_SECONDS if deadline is None else deadline
-    if not _write_lock.acquire(timeout=max(0.0, deadline - clock())):
+    if not _take_write_lock(max(0.0, deadline - clock())):
         raise StorageUnavailable("another write in this process held the lock too long")
     try:
         _begin_immediate(db, deadline, clock)
@@ -313,8 +316,24 @@ def write_transaction(db, deadline=None, clock=time.monotonic):
         _write_lock.release()
         # Let a writer waiting for the lock have it now. Under gevent a released lock goes to whoever asks
         # next, and the group commit asks again at once when its next batch is waiting: under a steady stream
-        # of submissions, an inbox write or /healthz waited until the stream ended.
-        time.sleep(0)
+        # of submissions, an inbox write or /healthz waited until the stream ended. Only when one waits: in
+        # the delivery process, a real thread's sleep(0) cost about 20 µs of CPU for every message's outcome.
+        if _writers_waiting:
+            time.sleep(0)
+
+
+def _take_write_lock(timeout):
+    """Take the process's write lock, counted among its waiters while it is held by another thread."""
+    global _writers_waiting
+    if _write_lock.acquire(blocking=False):
+        return True
+    with _writers_waiting_lock:
+        _writers_waiting += 1
+    try:
+        return _write_lock.acquire(timeout=timeout)
+    finally:
+        with _writers_waiting_lock:
+            _writers_waiting -= 1
 
 
 def _begin_immediate(db, deadline, clock):

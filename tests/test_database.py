@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import sqlalchemy
@@ -38,6 +39,37 @@ def test_a_write_transaction_that_raises_leaves_nothing(database_url):
     with database.write_transaction(db):
         db.execute("INSERT INTO t (x) VALUES ('whole')")
     assert database.open_db(database_url).execute("SELECT x FROM t").scalars().all() == ["whole"]
+
+
+def test_a_thread_waiting_for_the_write_lock_is_counted_until_it_has_it(database_url):
+    """The thread letting go of the lock yields only while one waits: the count must not stay up afterwards."""
+    db, other_db = table_t(database_url), database.open_db(database_url)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold():
+        with database.write_transaction(db):
+            db.execute("INSERT INTO t (x) VALUES ('first')")
+            holding.set()
+            done.wait(30)
+
+    def wait_then_write():
+        with database.write_transaction(other_db):
+            other_db.execute("INSERT INTO t (x) VALUES ('second')")
+
+    holder, waiter = threading.Thread(target=hold), threading.Thread(target=wait_then_write)
+    holder.start()
+    assert holding.wait(30)
+    assert database._writers_waiting == 0  # the holder took a free lock: it never waited
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while database._writers_waiting != 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert database._writers_waiting == 1, "the waiting thread was never counted"
+    done.set()
+    holder.join(30)
+    waiter.join(30)
+    assert database._writers_waiting == 0
+    assert database.open_db(database_url).execute("SELECT x FROM t ORDER BY id").scalars().all() == ["first", "second"]
 
 
 def test_a_write_waits_for_another_process_and_then_sees_its_commit(database_url):
