@@ -4,15 +4,16 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json"
--- A distinct address per request, as real traffic is: the duplicate rule runs and finds nothing.
-local template = '{"name": "Anna Rossi", "email": "anna+%d-%d@example.com", "phone": "+39 055 123 4567", ' ..
+-- A distinct address per request, as real traffic is: the duplicate rule runs and finds nothing. BENCH_RUN
+-- names the wrk run, so the measured run does not repeat the warm-up's addresses within the rule's 10 minutes.
+local template = '{"name": "Anna Rossi", "email": "anna+%s-%d-%d@example.com", "phone": "+39 055 123 4567", ' ..
                  '"subject": "Rose per sabato", "message": "Vorrei un mazzo di rose rosse per sabato mattina. ' ..
                  'Можно ли доставить к десяти часам? Grazie mille!"}'
 local sent = 0
 
 function request()
   sent = sent + 1
-  return wrk.format(nil, nil, nil, string.format(template, index or 0, sent))
+  return wrk.format(nil, nil, nil, string.format(template, run, index or 0, sent))
 end
 
 local threads = {}
@@ -27,6 +28,7 @@ end
 function init(args)
   acknowledged = 0
   refused = 0
+  run = os.getenv("BENCH_RUN") or "run"
   local dir = os.getenv("BENCH_ID_DIR")
   if dir and dir ~= "" then
     ids = io.open(dir .. "/ids-" .. index .. ".txt", "w")
