@@ -197,7 +197,7 @@ def build_autoreply(submission, form, message_id, row):
     with force_locale(visitor_language(submission, form)):
         subject = form.autoreply_subject or _("We have received your message")
         body = render("email/autoreply.txt", form=form, text=form.autoreply_text,
-                               hours=hours_text(config["SCHEDULE"]), answer_within=config["REMIND_AFTER"])
+                      hours=hours_text(config["SCHEDULE"]), answer_within=config["REMIND_AFTER"])
     message = _to_visitor(subject, body, form, row, submission)
     # RFC 3834: an automatic answer; other autoresponders must not answer it back.
     message.set_raw("Auto-Submitted", "auto-replied")
@@ -260,7 +260,7 @@ def digest_text(digest, public_url):
         oldest_local = received.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).strftime("%Y-%m-%d %H:%M")
     title = _("Postbox digest for %(day)s", day=digest["day"])
     text = render("notify/digest.txt", digest=digest, oldest_local=oldest_local,
-                           link=inbox_link(public_url, digest["oldest_id"]) if oldest_local else public_url)
+                  link=inbox_link(public_url, digest["oldest_id"]) if oldest_local else public_url)
     return title, text
 
 
@@ -272,8 +272,8 @@ def reminder_text(submission, form, public_url):
     else:
         title = _("%(name)s is still waiting for an answer", name=name)
     text = render("notify/reminder.txt", submission=submission, title=title,
-                           callback=callback_line(submission), link=inbox_link(public_url, submission["id"]),
-                           first_line=first_line(submission["message"]))
+                  callback=callback_line(submission), link=inbox_link(public_url, submission["id"]),
+                  first_line=first_line(submission["message"]))
     return title, text
 
 
@@ -330,7 +330,7 @@ def lead_summary(submission, form, public_url, kind="lead", digest=None):
             return digest_text(digest, public_url)
         title = form.title or _("Contact us")
         text = render("notify/lead.txt", submission=submission, link=inbox_link(public_url, submission["id"]),
-                               first_line=first_line(submission["message"]), callback=callback_line(submission))
+                      first_line=first_line(submission["message"]), callback=callback_line(submission))
     return title, text
 
 
