@@ -156,7 +156,6 @@ class SubmissionWriter:
         self.identity = file_identity(path)
         self.queue = queue.SimpleQueue()
         self.lock = threading.Lock()
-        self.thread = None
         self.running_in = None  # the process id the writer thread runs in; None once it has ended
 
     def save(self, record, notifications=(), key=None, duplicate_since=None):
@@ -183,8 +182,7 @@ class SubmissionWriter:
         with self.lock:
             if self.running_in != os.getpid():
                 self.running_in = os.getpid()
-                self.thread = threading.Thread(target=self._run, name="postbox-writer", daemon=True)
-                self.thread.start()
+                threading.Thread(target=self._run, name="postbox-writer", daemon=True).start()
 
     def _run(self):
         db = None
