@@ -371,17 +371,17 @@ def _begin_postgresql(db, deadline, clock):
 MIGRATIONS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
 
-def migrate(db):
+def migrate(db, revision="head", command=alembic.command.upgrade):
     """Bring the schema to Alembic's head; several processes starting at once apply each revision once.
 
     The whole upgrade runs in one write transaction on this connection (handed to env.py): a second process
-    waits for the lock, then finds the schema at head.
+    waits for the lock, then finds the schema at head. A test may go to another revision, downgrades included.
     """
     config = alembic.config.Config()
     config.set_main_option("script_location", MIGRATIONS_DIRECTORY)
     with write_transaction(db):
         config.attributes["connection"] = db.connection
-        alembic.command.upgrade(config, "head")
+        command(config, revision)
 
 
 def utc_now_iso():

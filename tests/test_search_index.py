@@ -1,7 +1,6 @@
 """SQLite's search index keeps the 2-, 3- and 4-character prefixes of words (Alembic 0003): searches find what
 they found before it, on an installation migrated with its submissions in place and on a new one."""
 import alembic.command
-import alembic.config
 import pytest
 
 from inbox_fixtures import add_submission
@@ -17,14 +16,6 @@ SEARCHES = ["r", "ro", "ros", "rose", "roses", "Rosem", "tul", "tulips", "Ив",
 
 def add(db, app, message):
     return add_submission(db, app, queue_email=False, name="Maria Bianchi", email="maria@example.com", message=message)
-
-
-def alembic_to(db, revision, command):
-    config = alembic.config.Config()
-    config.set_main_option("script_location", database.MIGRATIONS_DIRECTORY)
-    with database.write_transaction(db):
-        config.attributes["connection"] = db.connection
-        command(config, revision)
 
 
 def found(db):
@@ -44,7 +35,7 @@ def search_index_definition(db):
 def test_an_installation_migrated_with_its_submissions_finds_the_same_rows(app, db):
     ids = {message: add(db, app, message) for message in MESSAGES}
     assert "prefix='2 3 4'" in search_index_definition(db)
-    alembic_to(db, "0002", alembic.command.downgrade)
+    database.migrate(db, "0002", alembic.command.downgrade)
     assert "prefix" not in search_index_definition(db)
     before = found(db)
     assert before["ros"][0] == [ids[MESSAGES[5]], ids[MESSAGES[2]], ids[MESSAGES[1]], ids[MESSAGES[0]]]
