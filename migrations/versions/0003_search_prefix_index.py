@@ -37,8 +37,9 @@ def _remake_search_index(change):
         return
     definition = connection.exec_driver_sql(
         "SELECT sql FROM sqlite_master WHERE name = 'submissions_fts'").scalar_one()
-    if change(definition) == definition:
+    changed = change(definition)
+    if changed == definition:
         return  # made so already (an installation migrated again from an older revision)
     connection.exec_driver_sql("DROP TABLE submissions_fts")
-    connection.exec_driver_sql(change(definition))
+    connection.exec_driver_sql(changed)
     connection.exec_driver_sql("INSERT INTO submissions_fts (submissions_fts) VALUES ('rebuild')")
