@@ -41,11 +41,12 @@ class RecordingHandler:
         self.delay = 0.0
         self.lock = threading.Lock()
         self.sessions = []  # the EHLO name of each connection
+        self.pipelining = True  # RFC 2920, which real servers offer; aiosmtpd reads pipelined commands in order
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.sessions.append(hostname)
-        return responses
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:] if self.pipelining else responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_replies:

@@ -1,5 +1,6 @@
 """SMTP read as RFC 5321 means it: a refusal of the connection pauses the channel, a refusal of a recipient or
-of the content is that message's, each owner address is its own target, and the final reply gets its 10 minutes."""
+of the content is that message's, each owner address is its own target, and the final reply gets its 10 minutes.
+With a server that offers PIPELINING (RFC 2920) and with one that does not."""
 import logging
 import socket
 import threading
@@ -7,9 +8,18 @@ import threading
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from conftest import VALID, count_rows, deliver_all, free_port
+from conftest import VALID, base_config, count_rows, deliver_all, free_port
 
 from app import create_app
+from channels.base import Permanent
+from channels.mail import SMTPSession
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def smtp_server(smtp_server, request):
+    """Every test here runs against a server that offers PIPELINING, and against one that does not."""
+    smtp_server.handler.pipelining = request.param
+    return smtp_server
 
 
 def submit(client, **fields):
@@ -182,3 +192,92 @@ def test_a_refused_login_leaves_no_connection_open(config, refusing_login_server
     assert count_rows(db, "outbox", "state = 'pending' AND attempts = 0") == 3
     db.close()
     assert established_connections_to(port) == 0
+
+
+def test_a_message_with_lines_that_start_with_a_dot_arrives_whole(client, app, db, smtp_server):
+    # A lone "." ends DATA and a leading one is taken away (RFC 5321 4.5.2): each is sent doubled.
+    text = "Three lines:\n.\n.hidden\n..two dots\nand the last."
+    submit(client, message=text)
+    deliver_all(app, db)
+    [received] = smtp_server.messages
+    assert "\n.\n.hidden\n..two dots\nand the last." in received["message"].get_content().replace("\r\n", "\n")
+    assert db.execute("SELECT state FROM outbox").scalar() == "sent"
+
+
+class ScriptedSMTPServer:
+    """A TCP server that answers each SMTP command from a script, keeping each read of the socket: what the
+    client wrote at once. Only for what aiosmtpd will not do (take DATA after refusing every recipient)."""
+
+    def __init__(self, replies, pipelining=True):
+        self.replies = {"MAIL": "250 OK", "RCPT": "250 OK", "DATA": "354 go on", "END": "250 queued", **replies}
+        self.pipelining = pipelining
+        self.reads = []
+        self.hung_up = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        connection, _ = self.listener.accept()
+        with connection:
+            connection.sendall(b"220 scripted ESMTP\r\n")
+            buffer, in_data = b"", False
+            while chunk := connection.recv(65536):
+                self.reads.append(chunk)
+                buffer += chunk
+                while True:
+                    if in_data:
+                        end = buffer.find(b"\r\n.\r\n")
+                        if end < 0:
+                            break
+                        buffer, in_data = buffer[end + 5:], False
+                        connection.sendall(f"{self.replies['END']}\r\n".encode())
+                        continue
+                    line, found, rest = buffer.partition(b"\r\n")
+                    if not found:
+                        break
+                    buffer = rest
+                    verb = line.split(b" ")[0].split(b":")[0].upper().decode()
+                    if verb == "EHLO":
+                        extensions = "250-scripted\r\n250-PIPELINING\r\n" if self.pipelining else "250-scripted\r\n"
+                        reply = extensions + "250 8BITMIME"
+                    else:
+                        reply = {"RSET": "250 OK", "QUIT": "221 bye"}.get(verb) or self.replies[verb]
+                    connection.sendall(f"{reply}\r\n".encode())
+                    in_data = verb == "DATA" and reply.startswith("354")
+        self.hung_up.set()
+
+    def stop(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def smtp_config(tmp_path):
+    return create_app(base_config(tmp_path, smtp_port=25)).config  # each test gives its own port
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_with_pipelining_the_envelope_goes_in_one_write(smtp_config, pipelining):
+    server = ScriptedSMTPServer({}, pipelining=pipelining)
+    with SMTPSession({**smtp_config, "SMTP_PORT": server.port}) as session:
+        assert session.send(b"Subject: hello\r\n\r\nHi.\r\n", "forms@florist.example", "owner@florist.example",
+                            1) == "250 queued"
+    envelope = [b"MAIL FROM:<forms@florist.example>\r\n", b"RCPT TO:<owner@florist.example>\r\n", b"DATA\r\n"]
+    if pipelining:  # two round trips: the envelope, then the content
+        assert b"".join(envelope) in server.reads
+    else:  # four: each command waited for its reply
+        assert all(command in server.reads for command in envelope)
+    assert b"Subject: hello\r\n\r\nHi.\r\n.\r\n" in server.reads
+    server.stop()
+
+
+def test_a_server_that_takes_data_after_refusing_the_recipient_gets_no_content(smtp_config):
+    server = ScriptedSMTPServer({"RCPT": "550 5.1.1 no such user"})  # and DATA still answered 354
+    session = SMTPSession({**smtp_config, "SMTP_PORT": server.port})
+    with pytest.raises(Permanent, match="recipient owner@florist.example refused: 550"):
+        session.send(b"Subject: hello\r\n\r\nHi.\r\n", "forms@florist.example", "owner@florist.example", 1)
+    assert server.hung_up.wait(5)  # the connection is dropped: anything sent now would be taken as the message
+    assert session.smtp is None
+    assert not any(b"Subject: hello" in read for read in server.reads)
+    server.stop()
