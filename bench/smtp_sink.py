@@ -17,6 +17,11 @@ class CountingHandler:
         self.delay = delay
         self.accepted = 0
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        """Offer PIPELINING (RFC 2920), as the servers Postbox meets in the field do."""
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
