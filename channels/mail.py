@@ -109,13 +109,16 @@ class SMTPSession:
     def _transaction(self, data, sender, recipient):
         smtp = self.smtp
         envelope = (f"MAIL FROM:{smtplib.quoteaddr(sender)}", f"RCPT TO:{smtplib.quoteaddr(recipient)}", "DATA")
+        replies = []
         if smtp.has_extn("pipelining"):
             # RFC 2920: the three commands in one write and their replies read in order, so a message takes two
             # round trips instead of four: most of its time when the server is far away.
             smtp.send("".join(f"{command}\r\n" for command in envelope))
-            replies = [smtp.getreply() for _ in envelope]
+            for _ in envelope:
+                replies.append(smtp.getreply())
+                if replies[-1][0] == CLOSING:
+                    break  # the server hangs up after it: no other reply comes
         else:
-            replies = []
             for command in envelope:
                 smtp.putcmd(command)
                 replies.append(smtp.getreply())
@@ -123,10 +126,7 @@ class SMTPSession:
                     break
         refusal = _envelope_refusal(replies, recipient)
         if refusal is not None:
-            if replies[-1][0] == 354:
-                self.close()  # DATA taken after a refusal: the server waits for content that must not come
-            else:
-                smtp.rset()
+            self._abandon(replies[-1][0])
             raise refusal
         # RFC 5321 4.5.3.2.6: the reply to the end of the data may take 10 minutes; leaving earlier means
         # sending the same message again at every retry.
@@ -138,13 +138,29 @@ class SMTPSession:
             if smtp.sock is not None:
                 smtp.sock.settimeout(self.config["SMTP_TIMEOUT"])
         if code != 250:
-            smtp.rset()
+            self._abandon(code)
             raise _refusal("message refused", code, reply)
         return f"{code} {_text(reply)}"
 
+    def _abandon(self, last_code):
+        """After a refusal: RSET for the next message, or hang up when the server is closing (421) or took DATA
+        after refusing MAIL or RCPT (354), where it waits for content that must not come."""
+        if last_code in (CLOSING, 354):
+            self.close()
+        else:
+            self.smtp.rset()
+
+
+# RFC 5321 3.8: "421 Service not available, closing transmission channel", at any command; nothing follows it.
+CLOSING = 421
+
 
 def _envelope_refusal(replies, recipient):
-    """The exception for the first refused command of MAIL FROM, RCPT TO and DATA, or None if all went on."""
+    """The exception for the first refused command of MAIL FROM, RCPT TO and DATA, or None if all went on.
+
+    MAIL FROM names only Postbox's own address, so its refusal (a 421 included) is the channel's: it pauses, and no
+    message is charged an attempt. A refusal after it may be about this message, which is charged one: were the
+    channel paused for it, a message refused every time would hold back every other."""
     (code, reply), *later = replies
     if code != 250:
         return ChannelDown(f"sender refused at MAIL FROM: {code} {_text(reply)}")

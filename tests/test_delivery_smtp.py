@@ -11,7 +11,7 @@ from aiosmtpd.smtp import AuthResult
 from conftest import VALID, base_config, count_rows, deliver_all, free_port
 
 from app import create_app
-from channels.base import Permanent
+from channels.base import ChannelDown, Permanent, Retry
 from channels.mail import SMTPSession
 
 
@@ -205,8 +205,9 @@ def test_a_message_with_lines_that_start_with_a_dot_arrives_whole(client, app, d
 
 
 class ScriptedSMTPServer:
-    """A TCP server that answers each SMTP command from a script, keeping each read of the socket: what the
-    client wrote at once. Only for what aiosmtpd will not do (take DATA after refusing every recipient)."""
+    """A TCP server that answers each SMTP command from a script, keeping each read of the socket. For what
+    aiosmtpd does not show or do: what the client wrote at once, DATA taken after a refused recipient, a 421's
+    hang-up."""
 
     def __init__(self, replies, pipelining=True):
         self.replies = {"MAIL": "250 OK", "RCPT": "250 OK", "DATA": "354 go on", "END": "250 queued", **replies}
@@ -220,33 +221,40 @@ class ScriptedSMTPServer:
 
     def serve(self):
         connection, _ = self.listener.accept()
-        with connection:
-            connection.sendall(b"220 scripted ESMTP\r\n")
-            buffer, in_data = b"", False
-            while chunk := connection.recv(65536):
-                self.reads.append(chunk)
-                buffer += chunk
-                while True:
-                    if in_data:
-                        end = buffer.find(b"\r\n.\r\n")
-                        if end < 0:
-                            break
-                        buffer, in_data = buffer[end + 5:], False
-                        connection.sendall(f"{self.replies['END']}\r\n".encode())
-                        continue
-                    line, found, rest = buffer.partition(b"\r\n")
-                    if not found:
+        try:
+            self.converse(connection)
+        finally:
+            connection.close()
+            self.hung_up.set()
+
+    def converse(self, connection):
+        connection.sendall(b"220 scripted ESMTP\r\n")
+        buffer, in_data = b"", False
+        while chunk := connection.recv(65536):
+            self.reads.append(chunk)
+            buffer += chunk
+            while True:
+                if in_data:
+                    end = buffer.find(b"\r\n.\r\n")
+                    if end < 0:
                         break
-                    buffer = rest
-                    verb = line.split(b" ")[0].split(b":")[0].upper().decode()
-                    if verb == "EHLO":
-                        extensions = "250-scripted\r\n250-PIPELINING\r\n" if self.pipelining else "250-scripted\r\n"
-                        reply = extensions + "250 8BITMIME"
-                    else:
-                        reply = {"RSET": "250 OK", "QUIT": "221 bye"}.get(verb) or self.replies[verb]
-                    connection.sendall(f"{reply}\r\n".encode())
-                    in_data = verb == "DATA" and reply.startswith("354")
-        self.hung_up.set()
+                    buffer, in_data = buffer[end + 5:], False
+                    connection.sendall(f"{self.replies['END']}\r\n".encode())
+                    continue
+                line, found, rest = buffer.partition(b"\r\n")
+                if not found:
+                    break
+                buffer = rest
+                verb = line.split(b" ")[0].split(b":")[0].upper().decode()
+                if verb == "EHLO":
+                    extensions = "250-scripted\r\n250-PIPELINING\r\n" if self.pipelining else "250-scripted\r\n"
+                    reply = extensions + "250 8BITMIME"
+                else:
+                    reply = {"RSET": "250 OK", "QUIT": "221 bye"}.get(verb) or self.replies[verb]
+                connection.sendall(f"{reply}\r\n".encode())
+                if reply.startswith("421"):  # RFC 5321 3.8: the server closes the channel after it
+                    return
+                in_data = verb == "DATA" and reply.startswith("354")
 
     def stop(self):
         self.listener.close()
@@ -280,4 +288,17 @@ def test_a_server_that_takes_data_after_refusing_the_recipient_gets_no_content(s
     assert server.hung_up.wait(5)  # the connection is dropped: anything sent now would be taken as the message
     assert session.smtp is None
     assert not any(b"Subject: hello" in read for read in server.reads)
+    server.stop()
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize("command, expected", [("MAIL", ChannelDown), ("RCPT", Retry)])
+def test_a_server_closing_the_connection_is_hung_up_on_and_the_refusal_kept(smtp_config, pipelining, command,
+                                                                           expected):
+    # RFC 5321 3.8: a 421 closes the channel; no other reply comes, and RSET would find the connection gone.
+    server = ScriptedSMTPServer({command: "421 4.3.2 System shutting down"}, pipelining=pipelining)
+    session = SMTPSession({**smtp_config, "SMTP_PORT": server.port})
+    with pytest.raises(expected, match="refused.*: 421 4.3.2 System shutting down"):
+        session.send(b"Subject: hello\r\n\r\nHi.\r\n", "forms@florist.example", "owner@florist.example", 1)
+    assert server.hung_up.wait(5) and session.smtp is None  # the next message connects again
     server.stop()
