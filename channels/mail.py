@@ -11,6 +11,8 @@ from emails import build_message, new_message_id
 
 # smtplib opens the connection, EHLO, STARTTLS, EHLO again and AUTH: each one command with its own timeout.
 COMMANDS_BEFORE_DATA = 8
+# RFC 5321 3.8: "421 Service not available, closing transmission channel", at any command; nothing follows it.
+CLOSING = 421
 
 
 class EmailChannel(Channel):
@@ -149,10 +151,6 @@ class SMTPSession:
             self.close()
         else:
             self.smtp.rset()
-
-
-# RFC 5321 3.8: "421 Service not available, closing transmission channel", at any command; nothing follows it.
-CLOSING = 421
 
 
 def _envelope_refusal(replies, recipient):
