@@ -124,8 +124,8 @@ def build_owner_message(submission, form, message_id, row=None):
             "callback": callback_line(submission),
             "gettext": gettext,
         }
-        subject = render_template("email/owner_subject.txt", **context)
-        body = render_template("email/owner_body.txt", **context)
+        subject = render("email/owner_subject.txt", **context)
+        body = render("email/owner_body.txt", **context)
     message = EmailMessage(policy=MESSAGE_POLICY)
     # Raw values, made safe above: no visitor text goes through the email package's header parser.
     message.set_raw("Subject", encoded_text("Subject", subject))
@@ -153,9 +153,10 @@ def catalogue_gettext():
     return lambda string, **variables: translations.ugettext(string) % variables
 
 
-def render(template, **context):
-    """render_template for the text of a message, with catalogue_gettext: call it inside force_locale."""
-    return render_template(template, gettext=catalogue_gettext(), **context)
+def render(template, gettext=None, **context):
+    """render_template for the text of a message, with catalogue_gettext (or the one given, to share it with
+    the caller's own strings): call it inside force_locale."""
+    return render_template(template, gettext=gettext or catalogue_gettext(), **context)
 
 
 def thread_id(submission, mail_from):
