@@ -10,6 +10,11 @@ import threading
 from aiosmtpd.controller import Controller
 
 
+def with_pipelining(responses):
+    """aiosmtpd's EHLO lines with PIPELINING (RFC 2920) among the extensions, before the last line."""
+    return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+
+
 class CountingHandler:
     """Accept every message after `delay` seconds and count it."""
 
@@ -20,7 +25,7 @@ class CountingHandler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         """Offer PIPELINING (RFC 2920), as the servers Postbox meets in the field do."""
         session.host_name = hostname
-        return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+        return with_pipelining(responses)
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from bench.postgres import PostgresMissing, PostgresServer, free_port  # noqa: E402
+from bench.smtp_sink import with_pipelining  # noqa: E402
 import database  # noqa: E402
 import outbox  # noqa: E402
 
@@ -46,7 +47,7 @@ class RecordingHandler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.sessions.append(hostname)
-        return responses[:-1] + ["250-PIPELINING"] + responses[-1:] if self.pipelining else responses
+        return with_pipelining(responses) if self.pipelining else responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_replies:
