@@ -27,6 +27,8 @@ FORM_FIELDS = ("name", "email", "phone", "subject", "message")
 # The article's form needs a name, an address to answer and a message; markup written for Formspree may send none.
 REQUIRED_FIELDS = ("name", "email", "message")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+# What EHLO can name (RFC 5321 4.1.1.1): printable ASCII, one word; smtplib sends commands in ASCII.
+EHLO_NAME = re.compile(r"[!-~]+")
 DELIVERY_MODES = ("process", "thread", "external")
 # Where Flask-Limiter counts: this process's memory, or a Redis that every process and node shares.
 RATELIMIT_STORAGES = ("memory", "redis", "rediss", "redis+unix")
@@ -208,7 +210,12 @@ def _check_numbers(config):
 
 
 def email_list(config_name, value):
-    """Split a comma-separated list of addresses, checking each."""
+    """Split a comma-separated list of addresses, checking each; each is kept as SMTP carries it.
+
+    An internationalized domain (info@цветы.рф) becomes its ASCII form (info@xn--b1ag3bn2a.xn--p1ai), which every
+    server takes: written as typed, it reached no one, as smtplib sends commands in ASCII. Letters beyond ASCII
+    before the @ need a server's SMTPUTF8, which Postbox does not use: such an address is refused here, at start.
+    """
     if isinstance(value, (list, tuple)):
         items = [str(item) for item in value]
     else:
@@ -218,9 +225,14 @@ def email_list(config_name, value):
         if not item:
             continue
         try:
-            addresses.append(validate_email(item, check_deliverability=False).normalized)
+            checked = validate_email(item, check_deliverability=False)
         except EmailNotValidError as error:
             raise ConfigError(config_name, f"{item!r} is not an email address ({error})") from None
+        if checked.ascii_email is None:
+            raise ConfigError(config_name, f"{item!r} has letters beyond ASCII before the @, which mail servers"
+                              " take only with SMTPUTF8, and Postbox does not use it; give an address whose"
+                              " part before the @ is in Latin letters (its domain may be internationalized)")
+        addresses.append(checked.ascii_email)
     return tuple(addresses)
 
 
@@ -248,6 +260,9 @@ def _check_mail(config):
     if config["SMTP_HOST"] and not config["OWNER_EMAIL"]:
         raise ConfigError("OWNER_EMAIL", "is required when POSTBOX_SMTP_HOST is set: who gets the messages?")
     config["SMTP_HELO"] = config["SMTP_HELO"] or config["MAIL_FROM"].rpartition("@")[2] or "localhost"
+    if not EHLO_NAME.fullmatch(config["SMTP_HELO"]):
+        raise ConfigError("SMTP_HELO", f"{config['SMTP_HELO']!r} is not a host name SMTP can carry: ASCII, no spaces"
+                          " (an internationalized name in its xn-- form)")
     if not config["OWNER_EMAIL"]:
         # No SMTP and no owner: a first run; the .eml files under MAIL_DIR show what would be sent.
         config["OWNER_EMAIL"] = ("owner@localhost",)

@@ -6,6 +6,8 @@ import ssl
 import time
 import uuid
 
+from email_validator import EmailNotValidError, validate_email
+
 from channels.base import Channel, ChannelDown, Permanent, Retry
 from emails import build_message, new_message_id
 
@@ -33,9 +35,10 @@ class EmailChannel(Channel):
         return FileSession(self.config["MAIL_DIR"])
 
     def send(self, session, row, submission, form):
+        recipient = envelope_address(row["target"])
         message = build_message(row, submission, form)
         data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-        return session.send(data, self.config["MAIL_FROM"], row["target"], submission["id"])
+        return session.send(data, self.config["MAIL_FROM"], recipient, submission["id"])
 
     @staticmethod
     def worst_case_seconds(config):
@@ -204,6 +207,20 @@ class FileSession:
             os.fsync(file.fileno())
         os.replace(path + ".tmp", path)
         return f"written to {path}"
+
+
+def envelope_address(address):
+    """The address as SMTP carries it without SMTPUTF8: an internationalized domain in its xn-- form.
+
+    The settings hold every owner address so (config.email_list); a message queued before they did still names
+    its owner as typed, and reaches them this way.
+    """
+    if address.isascii():
+        return address
+    try:
+        return validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
+    except EmailNotValidError as error:
+        raise Permanent(f"{address} cannot be sent to without SMTPUTF8: {error}") from None
 
 
 def connection_problem(error):

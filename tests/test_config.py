@@ -26,6 +26,9 @@ def flask(args, tmp_path, **env):
     ("SMTP_PORT", "70000", "between 1 and 65535"),
     ("SMTP_SECURITY", "tls", "must be one of starttls, ssl, none"),
     ("OWNER_EMAIL", "owner@florist.example, not-an-address", "is not an email address"),
+    ("OWNER_EMAIL", "почта@цветы.рф", "beyond ASCII before the @"),
+    ("SMTP_HELO", "цветы.рф", "its xn-- form"),
+    ("SMTP_HELO", "mail florist.example", "no spaces"),
     ("TIMEZONE", "Mars/Olympus", "IANA time zone"),
     ("RETRY_FIRST_SECONDS", "-1", "at least 0"),
     ("STORE_TIMEOUT", "0", "between 0.1 and 60"),
@@ -55,6 +58,15 @@ def test_a_wrong_redis_address_is_refused_without_repeating_its_password(tmp_pat
 def test_memory_and_redis_addresses_are_accepted(tmp_path, uri):
     app = create_app({"DATABASE": str(tmp_path / "p.sqlite3"), "SECRET_KEY": "k", "RATELIMIT_STORAGE_URI": uri})
     assert app.config["RATELIMIT_STORAGE_URI"] == uri
+
+
+def test_an_internationalized_domain_is_kept_in_the_form_smtp_carries(tmp_path):
+    """info@цветы.рф as typed reached no one: smtplib writes commands in ASCII, so every message failed."""
+    app = create_app({"DATABASE": str(tmp_path / "p.sqlite3"), "SECRET_KEY": "k",
+                      "OWNER_EMAIL": "Info@Цветы.рф, owner@florist.example"})
+    assert app.config["OWNER_EMAIL"] == ("info@xn--b1ag3bn2a.xn--p1ai", "owner@florist.example")
+    assert app.config["MAIL_FROM"] == "info@xn--b1ag3bn2a.xn--p1ai"
+    assert app.config["SMTP_HELO"] == "xn--b1ag3bn2a.xn--p1ai"
 
 
 def test_smtp_host_without_owner_is_refused(tmp_path):

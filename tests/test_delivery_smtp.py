@@ -111,6 +111,41 @@ def test_each_owner_address_has_its_own_outcome(config, smtp_server, tmp_path):
     db.close()
 
 
+IDN_OWNER = "info@xn--b1ag3bn2a.xn--p1ai"  # info@цветы.рф, as SMTP carries it
+
+
+def test_an_owner_on_an_internationalized_domain_gets_the_lead(config, smtp_server):
+    """An .рф address, as the articles' florists have: typed as is, no message ever reached it (smtplib writes
+    commands in ASCII), and the owner learned only from the inbox's alarm that mail had stopped."""
+    config.update(OWNER_EMAIL="info@цветы.рф", MAIL_FROM="")
+    app = create_app(config)
+    db = __import__("database").open_db(config["DATABASE"])
+    submit(app.test_client())
+    deliver_all(app, db)
+    [received] = smtp_server.messages
+    assert received["mail_from"] == IDN_OWNER and received["rcpt_tos"] == [IDN_OWNER]
+    assert received["message"]["To"] == IDN_OWNER
+    assert smtp_server.handler.sessions == ["xn--b1ag3bn2a.xn--p1ai"]
+    assert db.execute("SELECT state FROM outbox").scalar() == "sent"
+    db.close()
+
+
+def test_a_message_queued_for_an_owner_as_typed_reaches_them(client, app, db, smtp_server):
+    """Queued before the settings kept the domain's ASCII form: the owner's address as typed is sent to in that
+    form, and one that needs SMTPUTF8 fails for good, at once, instead of being tried until the give-up time."""
+    submit(client, message="queued with the owner as typed")
+    submit(client, message="queued for an address SMTP cannot carry")
+    first, second = db.execute("SELECT id FROM outbox ORDER BY id").scalars().all()
+    db.execute("UPDATE outbox SET target = :target WHERE id = :id",
+               [{"id": first, "target": "info@цветы.рф"}, {"id": second, "target": "почта@цветы.рф"}])
+    db.connection.commit()
+    deliver_all(app, db)
+    assert [received["rcpt_tos"] for received in smtp_server.messages] == [[IDN_OWNER]]
+    rows = db.execute("SELECT state, attempts, last_error FROM outbox ORDER BY id").all()
+    assert rows[0][:2] == ("sent", 1)
+    assert rows[1][:2] == ("failed", 1) and "without SMTPUTF8" in rows[1][2]
+
+
 def test_a_slow_final_reply_is_waited_for_and_gives_one_copy(client, app, db, smtp_server):
     smtp_server.handler.delay = 20  # longer than POSTBOX_SMTP_TIMEOUT (2 s here), well within RFC 5321's 10 minutes
     submit(client)
@@ -302,3 +337,4 @@ def test_a_server_closing_the_connection_is_hung_up_on_and_the_refusal_kept(smtp
         session.send(b"Subject: hello\r\n\r\nHi.\r\n", "forms@florist.example", "owner@florist.example", 1)
     assert server.hung_up.wait(5) and session.smtp is None  # the next message connects again
     server.stop()
+

@@ -81,6 +81,7 @@ BAD_FILES = {
     "origin-with-path": ('[forms.florist]\nallowed_origins = ["https://a.example/contact"]', "is not an origin"),
     "bad-port": ('[forms.florist]\nallowed_origins = ["https://a.example:99999"]', "is not an origin"),
     "bad-owner": ('[forms.florist]\nowners = ["anna at example"]', "is not an email address"),
+    "owner-needing-smtputf8": ('[forms.florist]\nowners = ["почта@цветы.рф"]', "beyond ASCII before the @"),
     "bad-language": ('[forms.florist]\nlanguage = "de"', "language must be one of"),
     "bad-key": ('[forms."a b"]\ntitle = "x"', "form key 'a b'"),
     "wrong-type": ('[forms.florist]\ntitle = 3', "title has the wrong type"),
