@@ -110,6 +110,13 @@ class SMTPSession:
             # The connection broke mid-message: this one may or may not have arrived; the next reconnects.
             self.close()
             raise Retry(connection_problem(error)) from error
+        except (ChannelDown, Permanent, Retry):
+            raise  # a refusal, after which _transaction reset the session or hung up
+        except Exception:
+            # Anything else may have left the server inside this message's transaction, where the next MAIL FROM
+            # would be refused ("503 nested MAIL command") and pause the channel for every message: reconnect.
+            self.close()
+            raise
 
     def _transaction(self, data, sender, recipient):
         smtp = self.smtp

@@ -338,3 +338,14 @@ def test_a_server_closing_the_connection_is_hung_up_on_and_the_refusal_kept(smtp
     assert server.hung_up.wait(5) and session.smtp is None  # the next message connects again
     server.stop()
 
+
+def test_an_error_of_ours_in_the_middle_of_a_message_does_not_stop_the_next(smtp_config, smtp_server):
+    """Neither a refusal nor a broken connection (here, a recipient smtplib cannot write, after MAIL FROM went
+    one command at a time): the server may be left inside that message's transaction, where the next MAIL FROM
+    would be refused with 503 and pause the channel for every message. The session connects again instead."""
+    with SMTPSession({**smtp_config, "SMTP_PORT": smtp_server.port}) as session:
+        with pytest.raises(UnicodeEncodeError):
+            session.send(b"Subject: one\r\n\r\nHi.\r\n", "forms@florist.example", "почта@цветы.рф", 1)
+        assert session.send(b"Subject: two\r\n\r\nHi.\r\n", "forms@florist.example", "owner@florist.example",
+                            2).startswith("250")
+    assert [received["rcpt_tos"] for received in smtp_server.messages] == [["owner@florist.example"]]
