@@ -240,17 +240,26 @@ def configure_sqlite(dbapi_connection, synchronous):
 
 
 def _set_wal_mode(conn, seconds=OPEN_WAIT_SECONDS):
-    """Ask for WAL mode, waiting in Python (as _begin_immediate does) while another process holds a lock:
-    a connection has no busy timeout, and a writer in the delivery process is the normal case."""
-    deadline = time.monotonic() + seconds
-    for attempt in itertools.count():
+    """Ask for WAL mode, waiting while another process holds a lock: a writer in the delivery process is the
+    normal case."""
+    while_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"), time.monotonic() + seconds)
+
+
+def while_busy(attempt, deadline, clock=time.monotonic):
+    """Run attempt() again while SQLite says another connection holds the lock, until the deadline (a clock()
+    value); then its "database is locked" is raised.
+
+    Connections have no busy timeout: SQLite's own handler sleeps inside C, where the event loop of a gevent
+    worker cannot serve anyone else meanwhile. Here the wait is in Python, in about the handler's steps.
+    """
+    for step in itertools.count():
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if not is_busy(error) or time.monotonic() >= deadline:
+            return attempt()
+        except (sqlite3.OperationalError, sqlalchemy.exc.OperationalError) as error:
+            remaining = deadline - clock()
+            if not is_busy(error) or remaining <= 0:
                 raise
-            time.sleep(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)])
+            time.sleep(min(LOCK_POLL_SECONDS[min(step, len(LOCK_POLL_SECONDS) - 1)], remaining))
 
 
 _thread_connections = threading.local()
@@ -339,17 +348,7 @@ def _take_write_lock(timeout):
 def _begin_immediate(db, deadline, clock):
     if db.sql.name == "postgresql":
         return _begin_postgresql(db, deadline, clock)
-    # SQLite's own busy handler sleeps inside C, where the event loop of a gevent worker cannot serve anyone
-    # else meanwhile: connections have no busy timeout, and the wait for another process's lock is here.
-    for attempt in itertools.count():
-        try:
-            db.connection.exec_driver_sql("BEGIN IMMEDIATE")
-            return
-        except sqlalchemy.exc.OperationalError as error:
-            remaining = deadline - clock()
-            if not is_busy(error) or remaining <= 0:
-                raise
-            time.sleep(min(LOCK_POLL_SECONDS[min(attempt, len(LOCK_POLL_SECONDS) - 1)], remaining))
+    while_busy(lambda: db.connection.exec_driver_sql("BEGIN IMMEDIATE"), deadline, clock)
 
 
 def _begin_postgresql(db, deadline, clock):
