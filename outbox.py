@@ -4,7 +4,8 @@ soon as it is known, and the delivery worker that runs it.
 Every notification is one row per channel target. A worker claims a batch with a lease and a token; before
 each message it makes sure the lease outlasts that message's worst case, extending it when it would not (a
 worker whose lease was taken finds out there and sends nothing more), and right after the other side answers
-it commits the outcome, so a killed worker repeats at most the one message it had in flight.
+it commits the outcome, so a killed worker repeats at most the one message it had in flight. On SQLite that
+commit goes to the delivery's own journal, and reaches the outbox a batch at a time (outcome_journal.py).
 """
 import logging
 import os
@@ -21,6 +22,7 @@ from config import ConfigError, form_for_key
 from database import file_identity, open_existing, write_transaction
 import delivery_process
 import followup
+import outcome_journal
 import replies
 import submissions
 import upkeep
@@ -138,18 +140,48 @@ _OUTCOMES = {
 
 def record(db, row, token, outcome, now, detail, next_attempt_at=None):
     """Commit one message's outcome, if this worker still holds its lease; return whether it was recorded."""
+    with write_transaction(db):
+        return _apply(db, row, token, outcome, now, detail, next_attempt_at)
+
+
+def _apply(db, row, token, outcome, now, detail, next_attempt_at=None):
+    """Write one message's outcome inside the caller's transaction, if its lease is still held under `token`."""
     params = {"id": row["id"], "token": token, "now": now, "detail": detail[:DETAIL_LENGTH],
               "next_attempt_at": next_attempt_at, "outcome": outcome}
-    with write_transaction(db):
-        updated = db.execute(
-            f"UPDATE outbox SET {_OUTCOMES[outcome]}, attempts = attempts + 1, lease_until = 0, claimant = NULL,"
-            " lease_token = NULL WHERE id = :id AND lease_token = :token", params).rowcount
-        if updated == 0:
-            return False
-        db.execute("INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (:id, :now, :outcome,"
-                   " :detail)", params)
-        _note_target(db, row, outcome, now, params["detail"])
+    updated = db.execute(
+        f"UPDATE outbox SET {_OUTCOMES[outcome]}, attempts = attempts + 1, lease_until = 0, claimant = NULL,"
+        " lease_token = NULL WHERE id = :id AND lease_token = :token", params).rowcount
+    if updated == 0:
+        return False
+    db.execute("INSERT INTO delivery_log (outbox_id, at, outcome, detail) VALUES (:id, :now, :outcome,"
+               " :detail)", params)
+    _note_target(db, row, outcome, now, params["detail"])
     return True
+
+
+def _apply_journaled(db, outcome):
+    row = {"id": outcome["outbox_id"], "channel": outcome["channel"], "target": outcome["target"]}
+    return _apply(db, row, outcome["token"], outcome["outcome"], outcome["at"], outcome["detail"],
+                  outcome["next_attempt_at"])
+
+
+def fold_outcomes(database):
+    """Bring a SQLite database's journaled outcomes into its outbox now: before it is copied elsewhere, say."""
+    if not os.path.exists(outcome_journal.journal_path(database)):
+        return
+    db = open_existing(database, synchronous="NORMAL")
+    try:
+        fold_journal(db, outcome_journal.for_database(database))
+    finally:
+        db.close()
+
+
+def fold_journal(db, journal):
+    """Bring the journal's outcomes into the outbox (see outcome_journal)."""
+    for outcome in journal.fold(db, _apply_journaled):
+        log.warning("outbox %s: outcome %r not applied: the message is no longer held under the token it was sent"
+                    " with (applied already by a worker stopped before it forgot it, or its lease passed to another"
+                    " worker)", outcome["outbox_id"], outcome["outcome"])
 
 
 def _note_target(db, row, outcome, now, detail):
@@ -272,6 +304,11 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
     flight and give back the rest of its claim.
     """
     config = app.config
+    # On SQLite each outcome goes to the journal first, never waiting for the web's write lock; any outcome
+    # there now (a worker killed before it folded) reaches the outbox before its message could be claimed again.
+    journal = outcome_journal.for_database(config["DATABASE"]) if db.sql.name == "sqlite" else None
+    if journal is not None:
+        fold_journal(db, journal)
     token, batch = claim(db, claimant, clock(), config["LEASE_SECONDS"], config["BATCH_SIZE"])
     if not batch:
         return 0
@@ -287,7 +324,7 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
                 release(db, [row["id"]], token)
                 continue
             channel = channels.get(row["channel"])
-            if not _lease_covers_one_send(db, row, token, channel, clock, config):
+            if not _lease_covers_one_send(db, row, token, channel, clock, config, journal):
                 log.warning("outbox %s: the lease passed to another worker; not sending it", row["id"])
                 continue
             try:
@@ -305,20 +342,30 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
                 answer = channel.send(sessions[row["channel"]], row, submission, form_for_key(config, submission["form"]))
             except ChannelDown as error:
                 down.add(row["channel"])
-                _channel_down(db, row, token, str(error), clock, config)
+                _channel_down(db, row, token, str(error), clock, config, journal)
             except Exception as error:  # any one message's failure, a bug included, is that message's alone
-                _failed_attempt(db, row, token, error, clock(), config)
+                _failed_attempt(db, row, token, error, clock(), config, journal)
             else:
-                _record(db, row, token, "sent", clock(), answer)
+                _record(db, row, token, "sent", clock(), answer, journal=journal)
                 log.info("sent %s %s of submission %s to %s, %s: %s", row["channel"], row["kind"],
                          row["submission_id"], row["target"], row["message_id"] or f"outbox {row['id']}", answer)
+            if journal is not None and journal.fold_due():
+                fold_journal(db, journal)
+    if journal is not None:
+        fold_journal(db, journal)
     return len(batch)
 
 
-def _lease_covers_one_send(db, row, token, channel, clock, config):
+def _lease_covers_one_send(db, row, token, channel, clock, config, journal=None):
     """Make sure the lease outlasts this message's worst case, extending it (and checking it is still ours)
-    only when the claim's own lease would not: most messages of a batch cost no extra commit."""
+    only when the claim's own lease would not: most messages of a batch cost no extra commit.
+
+    With the journal, by LEASE_MARGIN_SECONDS more: the outcome is in the journal that long before the lease
+    ends, and a worker that may claim the message then folds the journal first.
+    """
     worst = channel.worst_case_seconds(config) if channel is not None else 0
+    if journal is not None:
+        worst += outcome_journal.LEASE_MARGIN_SECONDS
     now = clock()
     if now + worst < row["lease_until"]:
         return True
@@ -326,13 +373,15 @@ def _lease_covers_one_send(db, row, token, channel, clock, config):
     return renew(db, row, token, row["lease_until"])
 
 
-def _record(db, row, token, outcome, now, detail, next_attempt_at=None):
-    if not record(db, row, token, outcome, now, detail, next_attempt_at):
+def _record(db, row, token, outcome, now, detail, next_attempt_at=None, journal=None):
+    if journal is not None:
+        journal.add(row, token, outcome, now, detail[:DETAIL_LENGTH], next_attempt_at)
+    elif not record(db, row, token, outcome, now, detail, next_attempt_at):
         log.warning("outbox %s: outcome %r refused, another worker holds the message now (%s)",
                     row["id"], outcome, detail)
 
 
-def _failed_attempt(db, row, token, error, now, config):
+def _failed_attempt(db, row, token, error, now, config, journal=None):
     """Record a failed attempt: a retry with backoff, or failed for good (or the target off)."""
     if isinstance(error, TargetOff):
         outcome, detail = "off", str(error)
@@ -357,17 +406,18 @@ def _failed_attempt(db, row, token, error, now, config):
     else:
         log.error("%s to %s for submission %s: %s (%s)", row["channel"], row["target"], row["submission_id"],
                   "failed for good" if outcome == "failed" else "target turned off", detail)
-    _record(db, row, token, outcome, now, detail, next_attempt_at)
+    _record(db, row, token, outcome, now, detail, next_attempt_at, journal)
 
 
-def _channel_down(db, row, token, detail, clock, config):
+def _channel_down(db, row, token, detail, clock, config, journal=None):
     """The channel, not this message, failed: pause the channel and charge no attempt, up to the give-up time."""
     now = clock()
     resume = pause_channel(db, row["channel"], now, detail, config)
     log.error("%s channel down, paused for %.0f s; messages wait, none is failed for it: %s",
               row["channel"], resume - now, detail)
     if now - row["created_at"] > config["GIVE_UP_SECONDS"]:
-        _record(db, row, token, "failed", now, f"gave up; the {row['channel']} channel is down: {detail}")
+        _record(db, row, token, "failed", now, f"gave up; the {row['channel']} channel is down: {detail}",
+                journal=journal)
     else:
         release(db, [row["id"]], token)
 

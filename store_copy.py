@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 import database
+import outbox
 import schema
 
 
@@ -108,6 +109,7 @@ def copy_to_command(target_url, replace_newer):
     Example: flask --app app copy-to postgresql://postbox@db.internal/postbox
     """
     source = current_app.config["DATABASE"]
+    outbox.fold_outcomes(source)  # outcomes still in the delivery's journal are copied with their messages
     try:
         counts, (source_status, target_status) = copy_to(source, target_url, replace_newer)
     except CopyRefused as error:

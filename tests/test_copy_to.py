@@ -3,13 +3,16 @@ import math
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 import sqlalchemy as sa
 
+import outbox
 import schema
 from conftest import ROOT, deliver_all
 from inbox_fixtures import LEADS, OWNER, add_submission, owner, inbox_user, post  # noqa: F401 (fixtures)
+from outcome_journal import OutcomeJournal, journal_path
 
 # The source of a copy is a SQLite installation by definition; its target is the postgres_url fixture.
 pytestmark = pytest.mark.sqlite_only
@@ -56,6 +59,24 @@ def test_every_table_is_copied_row_for_row_and_a_repeat_gives_the_same(owner, ap
     add_submission(db, app, name="Anna", email="anna@example.com", message="Ancora una domanda")
     result = runner.invoke(args=["copy-to", postgres_url])
     assert result.exit_code == 0, result.output
+    assert_identical(app.config["DATABASE"], postgres_url)
+
+
+def test_an_outcome_still_in_the_delivery_journal_is_copied_with_its_message(app, db, runner, postgres_url):
+    """A delivery worker killed before it folded its outcomes: copied without them, the message would be sent
+    again from PostgreSQL once its lease ran out."""
+    add_submission(db, app)
+    token, [row] = outbox.claim(db, "killed-worker", time.time(), app.config["LEASE_SECONDS"], 50)
+    killed = OutcomeJournal(journal_path(app.config["DATABASE"]))
+    killed.add(row, token, "sent", time.time(), "250 2.0.0 queued")
+    killed.close()
+    result = runner.invoke(args=["copy-to", postgres_url])
+    assert result.exit_code == 0, result.output
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as target:
+        copied = target.execute(sa.text("SELECT state, reply, lease_token FROM outbox")).one()
+    engine.dispose()
+    assert tuple(copied) == ("sent", "250 2.0.0 queued", None)
     assert_identical(app.config["DATABASE"], postgres_url)
 
 
