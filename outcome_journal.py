@@ -1,9 +1,10 @@
 """The delivery workers' outcome journal: a SQLite file beside the database, where each message's outcome is
 durable as soon as the other side has answered, without waiting for the database's one write lock.
 
-SQLite has one writer. Under a stream of submissions the web's group commit holds the database's write lock a
-quarter of the time, a few milliseconds a batch, and a worker that committed each outcome there waited for it
-before every next message: about a third of its time, and the reason delivery fell behind (docs/PERFORMANCE.md).
+SQLite has one writer. At a thousand submissions a second the web's group commit holds the database's write
+lock a quarter of the time, a few milliseconds a batch, and a worker that committed each outcome there waited
+for it before every next message: about a third of its time, and the reason delivery fell behind
+(docs/PERFORMANCE.md).
 Each outcome goes to this file first, which only delivery workers write, and is folded into the outbox a batch
 at a time, in one transaction of the database:
 - by the worker, at the end of each pass and whenever its oldest outcome has waited FOLD_SECONDS;
