@@ -349,7 +349,7 @@ def deliver_due(app, db, claimant, clock=time.time, stopping=None):
                 _record(db, row, token, "sent", clock(), answer, journal=journal)
                 log.info("sent %s %s of submission %s to %s, %s: %s", row["channel"], row["kind"],
                          row["submission_id"], row["target"], row["message_id"] or f"outbox {row['id']}", answer)
-            if journal is not None and journal.fold_due():
+            if journal is not None and journal.fold_due(clock()):
                 fold_journal(db, journal)
     if journal is not None:
         fold_journal(db, journal)

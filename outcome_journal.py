@@ -64,7 +64,7 @@ class OutcomeJournal:
         self.connection = connect_sqlite(path, synchronous="NORMAL")
         self.connection.row_factory = sqlite3.Row
         self.connection.execute(_SCHEMA)
-        self.oldest = None  # time.monotonic() of this worker's oldest outcome not yet folded
+        self.oldest = None  # the time of this worker's oldest outcome not yet folded, on the worker's clock
 
     def add(self, row, token, outcome, at, detail, next_attempt_at=None):
         """Make one message's outcome durable; the fold applies it to the outbox."""
@@ -74,10 +74,11 @@ class OutcomeJournal:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [row["id"], token, row["channel"], row["target"], outcome, at, detail, next_attempt_at])
         if self.oldest is None:
-            self.oldest = time.monotonic()
+            self.oldest = at
 
-    def fold_due(self):
-        return self.oldest is not None and time.monotonic() - self.oldest >= FOLD_SECONDS
+    def fold_due(self, now):
+        """Whether this worker's oldest outcome not yet folded has waited FOLD_SECONDS (`now` on its clock)."""
+        return self.oldest is not None and now - self.oldest >= FOLD_SECONDS
 
     def fold(self, db, apply):
         """Apply every outcome in the journal, any worker's, in one transaction of the database, then forget

@@ -112,3 +112,29 @@ def test_a_retry_is_journaled_and_folded_like_a_success(tmp_path, smtp_server):
     assert db.execute("SELECT state, attempts FROM outbox").one() == ("sent", 2)
     assert db.execute("SELECT outcome FROM delivery_log ORDER BY id").scalars().all() == ["retry", "sent"]
     db.close()
+
+
+def test_outcomes_reach_the_outbox_within_a_second_while_the_worker_goes_on(tmp_path, smtp_server):
+    """The inbox and /healthz read the outbox: a long pass must not keep its outcomes from them."""
+    app = sqlite_app(tmp_path, smtp_server)
+    client = app.test_client()
+    for index in range(3):
+        submit(client, message=f"lead {index}")
+    seen = []  # how many were sent, by the outbox, as each message reaches the server
+    watcher = sqlite3.connect(app.config["DATABASE"], check_same_thread=False)
+    receive = smtp_server.handler.handle_DATA
+
+    async def handle_data(server, session, envelope):
+        seen.append(watcher.execute("SELECT count(*) FROM outbox WHERE state = 'sent'").fetchone()[0])
+        return await receive(server, session, envelope)
+
+    smtp_server.handler.handle_DATA = handle_data
+    start = time.time()
+    db = database.open_db(app.config["DATABASE"], synchronous="NORMAL")
+    # Each message takes the worker's clock a second further: at the second's end the first outcome has waited
+    # a second, and both are folded before the third is sent.
+    outbox.deliver_due(app, db, "worker", clock=lambda: start + len(smtp_server.messages))
+    assert seen == [0, 0, 2]
+    assert count_rows(db, "outbox", "state = 'sent'") == 3
+    watcher.close()
+    db.close()
